@@ -1,0 +1,45 @@
+"""Conv-BN-ReLU and resizing, with mmsegmentation's attribute names (`conv`, `bn`)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ConvBNReLU(nn.Module):
+    """Bias-free conv, BatchNorm (eps 1e-5), ReLU; keys `conv.weight`, `bn.*` as in mmcv's ConvModule."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+        relu: bool = True,
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            bias=False,
+        )
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.activate = nn.ReLU(inplace=True) if relu else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activate(self.bn(self.conv(x)))
+
+
+def resize(x: torch.Tensor, size: tuple[int, int], align_corners: bool) -> torch.Tensor:
+    """Bilinear resize to (H, W); a no-op when the size already matches."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
