@@ -1,0 +1,71 @@
+"""ModelSpec -> nn.Module: segbench's own architectures, or any `package.module:callable`."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any, Callable
+
+from torch import nn
+
+from segbench.errors import SegbenchError, located
+from segbench.manifest import ModelSpec
+from segbench.models import architecture_builder, list_architectures
+
+
+def _resolve_callable(spec: ModelSpec) -> Callable[..., Any]:
+    module_name, attr = spec.build.callable.split(":")
+    where = located(spec.file, spec.name, "Build.callable")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SegbenchError(f"{where}: cannot import module {module_name!r}: {exc}") from exc
+    target = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise SegbenchError(f"{where}: module {module_name!r} has no attribute {attr!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise SegbenchError(f"{where}: {spec.build.callable!r} is not callable")
+    return target
+
+
+def model_builder(spec: ModelSpec) -> Callable[..., Any]:
+    """The builder a spec names, with its keyword arguments checked against the builder's signature."""
+    if spec.build.architecture is not None:
+        try:
+            builder = architecture_builder(spec.build.architecture)
+        except KeyError:
+            known = ", ".join(list_architectures())
+            raise SegbenchError(
+                f"{located(spec.file, spec.name, 'Build.architecture')}: unknown architecture "
+                f"{spec.build.architecture!r} (known: {known})"
+            ) from None
+    else:
+        builder = _resolve_callable(spec)
+    try:
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        return builder  # builtins and C extensions: nothing to check
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        for key in spec.build.kwargs:
+            if key not in params:
+                raise SegbenchError(
+                    f"{located(spec.file, spec.name, 'Build.kwargs.' + key)}: not an argument of the builder "
+                    f"(accepts: {', '.join(params) or 'nothing'})"
+                )
+    return builder
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """Construct the model in eval mode on the CPU."""
+    builder = model_builder(spec)
+    try:
+        model = builder(**spec.build.kwargs)
+    except (TypeError, ValueError) as exc:
+        raise SegbenchError(f"{located(spec.file, spec.name, 'Build.kwargs')}: {exc}") from exc
+    if not isinstance(model, nn.Module):
+        raise SegbenchError(
+            f"{located(spec.file, spec.name, 'Build')}: the builder returned {type(model).__name__}, not an nn.Module"
+        )
+    return model.eval()

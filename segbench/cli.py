@@ -1,0 +1,235 @@
+"""Command line: `segbench bench|validate|list|render|plot`; `python bench.py` is `segbench bench`.
+
+Output layout under --output DIR (default: the current directory):
+    DIR/results/<hardware>/<model>.json   one record per model and hardware
+    DIR/model_zoo.md                      the rendered page
+    DIR/plots/miou_vs_{latency,macs,params}.{png,pdf}
+A user error prints one line (no traceback unless --debug) and exits 1; so does a sweep in
+which any model failed. torch is imported only by `bench` and `validate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from segbench.errors import SegbenchError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _size(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)[x×,](\d+)", text.strip())
+    if not match or min(int(match[1]), int(match[2])) <= 0:
+        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 512x1024), got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
+    out = Path(args.output)
+    return out / "results", out / "model_zoo.md", out / "plots"
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from segbench.build import model_builder
+    from segbench.manifest import load_zoo, select_models
+    from segbench.runner import BenchSettings, resolve_device, run_sweep
+    from segbench.summary import print_summary
+
+    console = Console(stderr=True, soft_wrap=True)
+    _apply_preset(args)
+    specs = select_models(load_zoo(args.zoo), [p for arg in args.models for p in arg.split(",") if p])
+    for spec in specs:
+        model_builder(spec)  # a wrong architecture name fails here, before any measuring
+    device = resolve_device(args.device, args.gpu)
+    settings = BenchSettings(device=device, images=args.images, warmup=args.warmup, input_size=args.input_size)
+    results_dir, page, plots_dir = _paths(args)
+    outcomes = run_sweep(specs, settings, results_dir, force=args.force, console=console)
+    print_summary(outcomes, console)
+    if not args.no_report:
+        _render(args, console)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        console.print(f"[red]{len(failed)} of {len(outcomes)} model(s) failed[/]; their records are in {results_dir}")
+    return 1 if failed else 0
+
+
+_BENCH_DEFAULTS = {"models": ["all"], "images": 200, "warmup": 5, "input_size": None, "device": None}
+
+
+def _apply_preset(args: argparse.Namespace) -> None:
+    """Fill unset bench options from --preset, then from the built-in defaults."""
+    from segbench.presets import load_preset
+
+    preset = load_preset(args.preset) if args.preset else {}
+    for key, default in _BENCH_DEFAULTS.items():
+        if getattr(args, key) is None:
+            if key == "device" and args.gpu is not None:
+                continue  # an explicit --gpu wins over a preset's device
+            setattr(args, key, preset.get(key, default))
+
+
+def _render(args: argparse.Namespace, console) -> None:
+    from segbench.plots import plot_all
+    from segbench.report import load_frame, render_markdown
+
+    results_dir, page, plots_dir = _paths(args)
+    frame = load_frame(results_dir, args.zoo)
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(render_markdown(frame, getattr(args, "template", None)), encoding="utf-8")
+    written = plot_all(frame, plots_dir)
+    console.print(f"wrote {page} and {len(written)} plot file(s) in {plots_dir}")
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from segbench.report import load_frame, render_markdown
+
+    results_dir, page, _ = _paths(args)
+    page.write_text(render_markdown(load_frame(results_dir, args.zoo), args.template), encoding="utf-8")
+    Console(stderr=True, soft_wrap=True).print(f"wrote {page}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from segbench.plots import plot_all
+    from segbench.report import load_frame
+
+    results_dir, _, plots_dir = _paths(args)
+    written = plot_all(load_frame(results_dir, args.zoo), plots_dir, args.hardware)
+    console = Console(stderr=True, soft_wrap=True)
+    if not written:
+        console.print(f"no measured records with an mIoU under {results_dir}: nothing to plot")
+        return 1
+    for path in written:
+        console.print(f"wrote {path}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from segbench.build import model_builder
+    from segbench.manifest import load_manifest
+
+    files = sorted(Path(args.zoo).glob("*.yaml"))
+    if not files:
+        raise SegbenchError(f"{args.zoo}: no manifests (*.yaml) found")
+    errors, names, count = [], {}, 0
+    for path in files:
+        try:
+            specs = load_manifest(path)
+            for spec in specs:
+                model_builder(spec)
+                if spec.name in names:
+                    raise SegbenchError(f"{path}: model {spec.name!r}: field 'Name': duplicate, also in {names[spec.name]}")
+                names[spec.name] = str(path)
+            count += len(specs)
+        except SegbenchError as exc:
+            errors.append(str(exc))
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+    print(f"{count} model(s) in {len(files)} manifest(s): {'OK' if not errors else f'{len(errors)} error(s)'}")
+    return 1 if errors else 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from segbench.manifest import load_zoo, select_models
+
+    specs = select_models(load_zoo(args.zoo), [p for arg in args.models for p in arg.split(",") if p])
+    table = Table(title=f"{len(specs)} model(s) in {args.zoo}")
+    for column in ("Model", "Family", "Backbone", "Build", "Test (H×W)", "mIoU reported", "Weights"):
+        table.add_column(column, no_wrap=column == "Model")
+    for s in specs:
+        reported = s.reported_on("Cityscapes")
+        test = "×".join(map(str, s.test.size)) + (f" slide {'×'.join(map(str, s.test.crop))}" if s.test.mode == "slide" else "")
+        table.add_row(
+            s.name, s.family, s.backbone, s.build.architecture or s.build.callable, test,
+            f"{reported.miou:.2f}" if reported and reported.miou is not None else "—",
+            "yes" if s.weights else "no",
+        )  # fmt: skip
+    Console().print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segbench", description=__doc__.split("\n")[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser, output: bool = True) -> None:
+        p.add_argument("--zoo", default=str(PROJECT_ROOT / "zoo"), help="directory of manifests (default: %(default)s)")
+        if output:
+            p.add_argument("--output", default=".", help="output root: results/, model_zoo.md, plots/ (default: .)")
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+    bench = sub.add_parser("bench", help="measure models and write records, the page and the plots")
+    common(bench)
+    add_bench_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
+
+    render = sub.add_parser("render", help="render model_zoo.md from records and manifests")
+    common(render)
+    render.add_argument("--template", help="a jinja2 template to use instead of templates/model_zoo.md.j2")
+    render.set_defaults(func=cmd_render)
+
+    plot = sub.add_parser("plot", help="plot mIoU vs latency, MACs and params (PNG and PDF)")
+    common(plot)
+    plot.add_argument("--hardware", help="hardware slug of the latency plot (default: the one with most records)")
+    plot.set_defaults(func=cmd_plot)
+
+    validate = sub.add_parser("validate", help="check every manifest")
+    common(validate, output=False)
+    validate.set_defaults(func=cmd_validate)
+
+    listing = sub.add_parser("list", help="list zoo models")
+    common(listing, output=False)
+    listing.add_argument("--models", nargs="+", default=["all"], help="names, globs or families (default: all)")
+    listing.set_defaults(func=cmd_list)
+    return parser
+
+
+def add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", help="named settings from zoo/presets/ (e.g. quickstart) or a YAML file; flags win")
+    p.add_argument("--models", nargs="+", help="'all' (default), names, globs ('deeplabv3_r18*') or families")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--gpu", type=int, help="CUDA device index; an error if that GPU is not there")
+    where.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda:0 if available, else cpu)")
+    p.add_argument("--images", type=_positive, help="timed images per model (default: 200)")
+    p.add_argument("--warmup", type=int, help="discarded warm-up iterations (default: 5)")
+    p.add_argument("--input-size", type=_size, help="HxW overriding every manifest's test size (recorded)")
+    p.add_argument("--force", action="store_true", help="re-measure models whose record is current")
+    p.add_argument("--no-report", action="store_true", help="write records only, no page or plots")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SegbenchError as exc:
+        if args.debug:
+            raise
+        print(f"segbench: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("segbench: interrupted; records written so far are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Where a measurement was taken: device, drivers, library versions, code version, date."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+
+import segbench
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str | None:
+    """HEAD of the segbench checkout, suffixed '-dirty' when code (not results/) has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", ".", ":!results"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5
+        )
+        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _nvml_info(index: int) -> dict:
+    """GPU name, driver and clocks from NVML; empty when NVML is missing (e.g. no driver)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001  (NVMLError has many subclasses; any means "no NVML")
+        return {}
+    try:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        name = pynvml.nvmlDeviceGetName(handle)
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        return {
+            "gpu_name": name.decode() if isinstance(name, bytes) else name,
+            "driver": driver.decode() if isinstance(driver, bytes) else driver,
+            "gpu_memory_total_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(handle).total),
+        }
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def hardware_slug(env: dict) -> str:
+    """A file-system-safe name of the measuring device: 'nvidia-h100-80gb-hbm3' or 'cpu-<model>'."""
+    name = env["gpu_name"] if env["device_type"] == "cuda" else "cpu " + env["cpu"]
+    slug = re.sub(r"\(r\)|\(tm\)|cpu @.*$", "", name.lower())
+    return re.sub(r"[^a-z0-9]+", "-", slug).strip("-")
+
+
+def collect_environment(device) -> dict:
+    """Everything about this machine that a reader needs to reproduce or discount a number."""
+    import torch
+
+    env = {
+        "device": str(device),
+        "device_type": device.type,
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "segbench": segbench.__version__,
+        "git_commit": git_commit(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        env.update({"gpu_name": torch.cuda.get_device_name(index), "driver": None})
+        env.update(_nvml_info(index))
+    env["hardware"] = hardware_slug(env)
+    return env

@@ -1,0 +1,155 @@
+"""records + manifests -> one pandas DataFrame -> model_zoo.md (jinja2).
+
+The frame is the single source of the page and the plots: a row per model and hardware with a
+record, and a row per model without one (reported numbers only). Rendering is deterministic:
+the same records and manifests give the same bytes. No torch here.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+
+from segbench.manifest import ModelSpec, load_zoo
+from segbench.records import iter_records
+from segbench.stats import latency_summary
+
+DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "model_zoo.md.j2"
+_ENV_FIELDS = ("cpu", "torch_threads", "torch", "cuda", "cudnn", "driver", "segbench", "git_commit", "date")
+_RECORD_COLUMNS = ("hardware", "device_name", "record", "measured_size", "images", "warmup", "error", "miou_measured",
+                   "params_m", "gmacs", "gmacs_thop", "latency_median_ms", "latency_p90_ms", "fps", "memory_mb")  # fmt: skip
+
+
+def _spec_columns(spec: ModelSpec, order: int) -> dict[str, Any]:
+    reported = spec.reported_on("Cityscapes")
+    return {
+        "order": order,
+        "model": spec.name,
+        "family": spec.family,
+        "collection": spec.collection,
+        "backbone": spec.backbone,
+        "crop_size": "×".join(map(str, spec.crop_size)) if spec.crop_size else None,
+        "batch_size": spec.batch_size,
+        "schedule": spec.schedule,
+        "ema": spec.ema,
+        "test_size": "×".join(map(str, spec.test.size)),
+        "test_mode": spec.test.mode if spec.test.mode == "whole" else f"slide {'×'.join(map(str, spec.test.crop))}",
+        "miou_reported": reported.miou if reported else None,
+        "miou_ms_flip_reported": reported.miou_ms_flip if reported else None,
+        "miou_source": reported.source if reported else None,
+        "train_mem_gb": spec.train_memory_gb,
+        "config": spec.config,
+        "weights": spec.weights,
+    }
+
+
+def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> dict[str, Any]:
+    env, settings = record["environment"], record["settings"]
+    row: dict[str, Any] = {
+        "hardware": env["hardware"],
+        "device_type": env["device_type"],
+        "device_name": env.get("gpu_name") or env["cpu"],
+        "record": path.relative_to(results_dir.parent).as_posix(),
+        "status": record["status"],
+        "measured_size": "×".join(map(str, settings["input_size"])),
+        "images": settings["images"],
+        "warmup": settings["warmup"],
+        **{f"env_{k}": env.get(k) for k in _ENV_FIELDS},
+    }
+    if record["status"] != "ok":
+        row["error"] = f"{record['error']['kind']}: {record['error']['message']}"
+        return row
+    stats = latency_summary(record["latency"]["samples"])
+    memory = record["memory"]
+    row.update(
+        params_m=record["params"]["inference"] / 1e6,
+        params_total_m=record["params"]["total"] / 1e6,
+        gmacs=record["macs"]["fvcore"] / 1e9,
+        gmacs_thop=record["macs"]["thop"] / 1e9,
+        latency_median_ms=stats["median_ms"],
+        latency_p90_ms=stats["p90_ms"],
+        latency_std_ms=stats["std_ms"],
+        fps=stats["fps"],
+        memory_mb=memory["peak_allocated_bytes"] / 2**20 if memory.get("measured") else None,
+        miou_measured=(record.get("accuracy") or {}).get("miou"),
+    )
+    return row
+
+
+def load_frame(results_dir: str | Path, zoo_dir: str | Path) -> pd.DataFrame:
+    """One row per (model, hardware) record, plus one per model that has no record yet.
+
+    A failure record beside a successful one of the same model and hardware is an older attempt
+    and is left out; records of models no longer in the zoo are ignored.
+    """
+    results_dir = Path(results_dir)
+    specs = load_zoo(zoo_dir)
+    by_name = {s.name: (i, s) for i, s in enumerate(specs)}
+    found = [(p, r) for p, r in iter_records(results_dir) if r["model"] in by_name] if results_dir.is_dir() else []
+    succeeded = {(r["model"], r["environment"]["hardware"]) for _, r in found if r["status"] == "ok"}
+    rows = [
+        _spec_columns(by_name[r["model"]][1], by_name[r["model"]][0]) | _record_columns(p, r, results_dir)
+        for p, r in found
+        if r["status"] == "ok" or (r["model"], r["environment"]["hardware"]) not in succeeded
+    ]
+    have = {r["model"] for r in rows}
+    rows += [_spec_columns(s, i) | {"status": "not measured"} for i, s in enumerate(specs) if s.name not in have]
+    frame = pd.DataFrame(rows)
+    for column in _RECORD_COLUMNS:
+        if column not in frame:
+            frame[column] = None
+    frame["miou"] = frame["miou_measured"].where(frame["miou_measured"].notna(), frame["miou_reported"])
+    frame["miou_is_measured"] = frame["miou_measured"].notna()
+    return frame.sort_values(["order", "hardware"], na_position="last", kind="stable").reset_index(drop=True)
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    """A table cell: fixed decimals, '—' for missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _link(url: Any, text: str) -> str:
+    """A markdown link for URLs; a repository-relative path (as in mmseg metafiles) is shown as code."""
+    if not isinstance(url, str) or not url:
+        return "—"
+    return f"[{text}]({url})" if url.startswith(("http://", "https://")) else f"`{url}`"
+
+
+def render_markdown(frame: pd.DataFrame, template: str | Path | None = None) -> str:
+    template = Path(template or DEFAULT_TEMPLATE)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(template.parent),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["fmt"] = _fmt
+    env.filters["link"] = _link
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    measured = [r for r in records if r["status"] == "ok"]
+    hardware: dict[str, dict[str, Any]] = {}
+    for r in sorted(measured, key=lambda r: r["env_date"]):
+        hardware[r["hardware"]] = r  # the newest record of each hardware describes it
+    families = {}
+    for r in records:
+        if r["status"] != "failed":
+            families.setdefault(r["collection"], []).append(r)
+    timing = {hw: sorted({f"{int(r['images'])} after {int(r['warmup'])} warm-up" for r in measured if r["hardware"] == hw}) for hw in hardware}
+    return env.get_template(template.name).render(
+        summary=sorted(measured, key=lambda r: (r["hardware"], -(r["miou"] or 0), r["model"])),
+        families=families,
+        failures=[r for r in records if r["status"] == "failed"],
+        hardware=dict(sorted(hardware.items())),
+        timing=timing,
+    )

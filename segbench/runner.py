@@ -1,0 +1,201 @@
+"""A benchmark sweep: for each selected model build, count, time, measure memory, and write a record.
+
+One model's failure (bad manifest entry, build error, out of memory, shape error) becomes a
+failure record and a row in the summary; the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from segbench.build import build_model
+from segbench.complexity import count_macs, count_params
+from segbench.environment import collect_environment
+from segbench.errors import SegbenchError
+from segbench.manifest import ModelSpec
+from segbench.records import SCHEMA_VERSION, is_current, read_record, record_path, reusable_complexity, write_record
+from segbench.timing import cudnn_flags, peak_memory, time_predictions, whole_image_predictor
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    device: torch.device
+    images: int = 200
+    warmup: int = 5
+    input_size: tuple[int, int] | None = None  # overrides every manifest's Test.size
+
+    def for_spec(self, spec: ModelSpec) -> dict[str, Any]:
+        """The settings a record stores: everything that changes a measured number."""
+        size = self.input_size or spec.test.size
+        return {
+            "device_type": self.device.type,
+            "batch_size": 1,
+            "input_size": list(size),
+            "input_size_from": "override" if self.input_size else "manifest",
+            "input": "synthetic",
+            "weights": "random-init",
+            "dtype": "float32",
+            "mode": spec.test.mode,
+            "align_corners": spec.test.align_corners,
+            "images": self.images,
+            "warmup": self.warmup,
+            "cudnn_benchmark": False,
+            "cudnn_deterministic": True,
+            "torch_threads": torch.get_num_threads(),
+        }
+
+
+@dataclass
+class Outcome:
+    spec: ModelSpec
+    status: str  # "ok", "skipped" or "failed"
+    record: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def resolve_device(device: str | None, gpu: int | None) -> torch.device:
+    """--gpu N / --device X to a torch.device; asking for a GPU that is not there is an error."""
+    if gpu is not None:
+        if device not in (None, "cuda", f"cuda:{gpu}"):
+            raise SegbenchError(f"--gpu {gpu} conflicts with --device {device}")
+        device = f"cuda:{gpu}"
+    if device is None:
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        resolved = None
+    if resolved is None or resolved.type not in ("cpu", "cuda"):
+        raise SegbenchError(f"--device: expected cpu or cuda[:N], got {device!r}")
+    if resolved.type == "cuda":
+        index = resolved.index or 0
+        count = torch.cuda.device_count()
+        if index >= count:
+            have = f"only {count} CUDA device(s)" if count else "no CUDA device"
+            raise SegbenchError(f"CUDA device {index} requested but this machine has {have}; use --device cpu to run on the CPU")
+        resolved = torch.device("cuda", index)
+    return resolved
+
+
+def _predictor(spec: ModelSpec, model: torch.nn.Module):
+    if spec.test.mode != "whole":
+        raise SegbenchError(f"{spec.file}: model {spec.name!r}: field 'Test.mode': slide-mode timing is not supported yet")
+    return whole_image_predictor(model, spec.test.align_corners)
+
+
+def measure(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: dict, progress: Progress, task) -> dict:
+    """Build and measure one model; returns its record. `stage` in the progress text says where a failure happened."""
+    run_settings = settings.for_spec(spec)
+    size = tuple(run_settings["input_size"])
+    record: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "model": spec.name,
+        "family": spec.family,
+        "collection": spec.collection,
+        "manifest": spec.file,
+        "spec_hash": spec.spec_hash(),
+        "spec": {"build": spec.build.as_dict(), "test": spec.test.as_dict(), "weights": spec.weights},
+        "settings": run_settings,
+        "environment": env,
+    }
+    started = time.perf_counter()
+
+    progress.update(task, description=f"{spec.name}: building")
+    model = build_model(spec)
+
+    reused = reusable_complexity(results_dir, spec.name, spec.spec_hash(), list(size))
+    if reused:
+        record["params"], record["macs"] = reused["params"], dict(reused["macs"], reused_from=reused["source"])
+    else:
+        record["params"] = count_params(model)
+        progress.update(task, description=f"{spec.name}: counting MACs at {size[0]}×{size[1]}")
+        record["macs"] = count_macs(model, size)
+
+    model.to(settings.device)
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randn(1, 3, *size, generator=generator).to(settings.device)
+    predict = _predictor(spec, model)
+    with cudnn_flags(benchmark=False, deterministic=True):
+        progress.update(task, description=f"{spec.name}: timing", total=settings.warmup + settings.images, completed=0)
+        samples = time_predictions(
+            predict, image, warmup=settings.warmup, iterations=settings.images, on_step=lambda: progress.advance(task)
+        )
+        record["latency"] = {"unit": "s", "samples": samples}
+        progress.update(task, description=f"{spec.name}: peak memory")
+        record["memory"] = peak_memory(predict, image)
+    record["duration_s"] = round(time.perf_counter() - started, 3)
+    record["status"] = "ok"
+    return record
+
+
+def _failure_record(spec: ModelSpec, run_settings: dict, env: dict, exc: BaseException) -> dict:
+    oom = isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "status": "failed",
+        "model": spec.name,
+        "family": spec.family,
+        "collection": spec.collection,
+        "manifest": spec.file,
+        "spec_hash": spec.spec_hash(),
+        "settings": run_settings,
+        "environment": env,
+        "error": {
+            "kind": "out_of_memory" if oom else type(exc).__name__,
+            "message": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            "traceback": "".join(traceback.format_exception(exc)),
+        },
+    }
+
+
+def run_sweep(
+    specs: list[ModelSpec],
+    settings: BenchSettings,
+    results_dir: Path,
+    *,
+    force: bool = False,
+    console: Console | None = None,
+) -> list[Outcome]:
+    console = console or Console(stderr=True, soft_wrap=True)
+    env = collect_environment(settings.device)
+    hardware = env["hardware"]
+    console.print(f"[bold]segbench[/] {len(specs)} model(s) on {settings.device} ({env.get('gpu_name') or env['cpu']}) → {results_dir}/{hardware}/")
+    outcomes: list[Outcome] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        overall = progress.add_task("models", total=len(specs))
+        for spec in specs:
+            path = record_path(results_dir, hardware, spec.name)
+            failed_path = record_path(results_dir, hardware, spec.name, failed=True)
+            run_settings = settings.for_spec(spec)
+            if not force and path.exists() and is_current(read_record(path), spec.spec_hash(), run_settings):
+                outcomes.append(Outcome(spec, "skipped", read_record(path)))
+                progress.console.print(f"  [dim]skip[/] {spec.name}: record is current (use --force to re-run)")
+                progress.advance(overall)
+                continue
+            task = progress.add_task(spec.name, total=None)
+            try:
+                record = measure(spec, settings, results_dir, env, progress, task)
+            except Exception as exc:  # noqa: BLE001  (any model error is recorded; the sweep goes on)
+                failure = _failure_record(spec, run_settings, env, exc)
+                write_record(failed_path, failure)
+                outcomes.append(Outcome(spec, "failed", failure, failure["error"]["message"]))
+                progress.console.print(f"  [red]FAIL[/] {spec.name}: {failure['error']['message']}")
+                if settings.device.type == "cuda":
+                    torch.cuda.empty_cache()
+            else:
+                write_record(path, record)
+                failed_path.unlink(missing_ok=True)
+                outcomes.append(Outcome(spec, "ok", record))
+            finally:
+                progress.remove_task(task)
+            progress.advance(overall)
+    return outcomes

@@ -1,0 +1,33 @@
+"""The table printed at the end of a sweep."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from segbench.stats import latency_summary
+
+
+def print_summary(outcomes, console: Console) -> None:
+    table = Table(title="segbench summary")
+    for column in ("Model", "Status", "Params (M)", "MACs (G)", "Median (ms)", "p90 (ms)", "FPS", "Mem (MB)", "Note"):
+        table.add_column(column, justify="left" if column in ("Model", "Status", "Note") else "right")
+    for o in outcomes:
+        if o.status == "failed":
+            table.add_row(o.spec.name, "[red]failed[/]", "", "", "", "", "", "", o.error or "")
+            continue
+        r = o.record
+        stats = latency_summary(r["latency"]["samples"])
+        memory = r["memory"]
+        table.add_row(
+            o.spec.name,
+            "[green]ok[/]" if o.status == "ok" else "[dim]skipped[/]",
+            f"{r['params']['inference'] / 1e6:.2f}",
+            f"{r['macs']['fvcore'] / 1e9:.1f}",
+            f"{stats['median_ms']:.1f}",
+            f"{stats['p90_ms']:.1f}",
+            f"{stats['fps']:.2f}",
+            f"{memory['peak_allocated_bytes'] / 2**20:.0f}" if memory.get("measured") else "—",
+            "record current" if o.status == "skipped" else "",
+        )
+    console.print(table)

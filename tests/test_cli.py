@@ -1,0 +1,134 @@
+"""The CLI end to end on toy models: exit codes, records, skip/force, failures that do not stop a sweep."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from segbench.cli import main
+from segbench.records import read_record
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = ["--device", "cpu", "--images", "3", "--warmup", "1"]
+
+
+def records(out: Path) -> dict[str, dict]:
+    return {p.name: json.loads(p.read_text()) for p in sorted((out / "results").glob("*/*.json"))}
+
+
+def test_bench_writes_records_page_and_plots(toy_zoo, tmp_path):
+    out = tmp_path / "out"
+    assert main(["bench", "--zoo", str(toy_zoo), "--output", str(out), *FAST]) == 0
+    found = records(out)
+    assert sorted(found) == ["toy_a.json", "toy_b.json"]
+    rec = found["toy_a.json"]
+    assert rec["status"] == "ok" and rec["settings"]["device_type"] == "cpu"
+    assert len(rec["latency"]["samples"]) == 3
+    assert rec["memory"] == {"measured": False, "reason": "not measured on cpu: max_memory_allocated is CUDA-only"}
+    assert rec["macs"]["fvcore"] == 16 * 32 * (8 * 3 * 9 + 4 * 8)
+    assert rec["environment"]["torch"] == torch.__version__
+    assert (out / "model_zoo.md").is_file()
+    assert sorted(p.name for p in (out / "plots").iterdir()) == sorted(
+        f"miou_vs_{k}.{e}" for k in ("latency", "macs", "params") for e in ("png", "pdf")
+    )
+
+
+def test_rerun_skips_current_records_and_force_remeasures(toy_zoo, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["bench", "--zoo", str(toy_zoo), "--output", str(out), "--models", "toy_a", *FAST]
+    assert main(args) == 0
+    first = records(out)["toy_a.json"]
+    assert main(args) == 0
+    assert records(out)["toy_a.json"] == first  # skipped: same file content
+    assert "record is current" in capsys.readouterr().err
+    assert main([*args, "--images", "2"]) == 0  # other settings: measured again
+    assert len(records(out)["toy_a.json"]["latency"]["samples"]) == 2
+    assert main([*args, "--images", "2", "--force"]) == 0
+    assert records(out)["toy_a.json"]["environment"]["date"] >= first["environment"]["date"]
+
+
+def test_a_failing_model_is_recorded_and_the_sweep_goes_on(toy_zoo, tmp_path, capsys):
+    text = (toy_zoo / "toy.yaml").read_text()
+    text += (
+        "- Name: toy_broken\n  In Collection: Toy\n  Build: {callable: 'toy_models:broken_segmentor'}\n"
+        "- Name: toy_shape\n  In Collection: Toy\n  Build: {callable: 'toy_models:shape_error_segmentor'}\n"
+        "  Test: {size: [32, 64]}\n"
+    )
+    (toy_zoo / "toy.yaml").write_text(text)
+    out = tmp_path / "out"
+    assert main(["bench", "--zoo", str(toy_zoo), "--output", str(out), *FAST]) == 1
+    found = records(out)
+    assert found["toy_a.json"]["status"] == found["toy_b.json"]["status"] == "ok"
+    assert found["toy_broken.failed.json"]["error"]["message"] == "this builder always fails"
+    assert found["toy_shape.failed.json"]["status"] == "failed"
+    assert "2 of 4 model(s) failed" in capsys.readouterr().err
+    page = (out / "model_zoo.md").read_text()
+    assert "## Failures" in page and "this builder always fails" in page
+
+
+def test_a_later_failure_does_not_replace_a_good_record(toy_zoo, tmp_path):
+    out = tmp_path / "out"
+    assert main(["bench", "--zoo", str(toy_zoo), "--output", str(out), "--models", "toy_a", *FAST]) == 0
+    good = records(out)["toy_a.json"]
+    (toy_zoo / "toy.yaml").write_text((toy_zoo / "toy.yaml").read_text().replace("toy_models:tiny_segmentor\n    kwargs: {num_classes: 4}", "toy_models:broken_segmentor", 1))
+    assert main(["bench", "--zoo", str(toy_zoo), "--output", str(out), "--models", "toy_a", *FAST]) == 1
+    found = records(out)
+    assert found["toy_a.json"] == good
+    assert found["toy_a.failed.json"]["status"] == "failed"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_gpu_without_cuda_is_a_clear_error(toy_zoo, tmp_path, capsys):
+    assert main(["bench", "--zoo", str(toy_zoo), "--output", str(tmp_path), "--gpu", "0"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "CUDA device 0 requested but this machine has no CUDA device; use --device cpu" in err
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["bench", "--models", "nope"], "no model matches 'nope'"),
+        (["bench", "--device", "tpu"], "--device: expected cpu or cuda[:N], got 'tpu'"),
+        (["bench", "--preset", "nope"], "no preset 'nope'"),
+        (["list", "--models", "nope"], "no model matches 'nope'"),
+    ],
+)
+def test_user_errors_exit_1_with_one_line(toy_zoo, tmp_path, capsys, argv, message):
+    output = ["--output", str(tmp_path)] if argv[0] == "bench" else []
+    assert main([*argv, "--zoo", str(toy_zoo), *output]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("segbench: error:") and message in err and "\n" not in err
+
+
+def test_validate(toy_zoo, capsys):
+    assert main(["validate", "--zoo", str(toy_zoo)]) == 0
+    assert "2 model(s) in 1 manifest(s): OK" in capsys.readouterr().out
+    (toy_zoo / "bad.yaml").write_text("Models:\n- Name: x\n  In Collection: X\n  Build: {architecture: nope}\n")
+    assert main(["validate", "--zoo", str(toy_zoo)]) == 1
+    captured = capsys.readouterr()
+    assert "bad.yaml: model 'x': field 'Build.architecture': unknown architecture 'nope'" in captured.err
+    assert "1 error(s)" in captured.out
+
+
+def test_bench_py_entry_point_exit_code(toy_zoo, tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench.py"), "--zoo", str(toy_zoo), "--output", str(tmp_path), "--models", "missing"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith("segbench: error: --models: no model matches 'missing'")
+    assert "Traceback" not in done.stderr
+
+
+def test_shipped_quickstart_preset_is_valid():
+    from segbench.manifest import load_zoo, select_models
+    from segbench.presets import load_preset
+
+    preset = load_preset("quickstart")
+    assert preset["device"] == "cpu" and preset["input_size"] == (512, 1024)
+    assert len(select_models(load_zoo(ROOT / "zoo"), preset["models"])) == len(preset["models"])

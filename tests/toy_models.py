@@ -1,0 +1,33 @@
+"""Small models named by import path in test manifests (`Build.callable: toy_models:...`)."""
+
+from torch import nn
+
+
+class TinySegmentor(nn.Module):
+    """Conv(3->8, 3x3, stride 2) + ReLU + Conv(8->num_classes, 1x1): MACs are easy to count by hand."""
+
+    def __init__(self, num_classes: int = 4) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.relu = nn.ReLU()
+        self.classifier = nn.Conv2d(8, num_classes, 1)
+
+    def forward(self, x):
+        return self.classifier(self.relu(self.stem(x)))
+
+
+def tiny_segmentor(num_classes: int = 4) -> nn.Module:
+    return TinySegmentor(num_classes)
+
+
+def broken_segmentor() -> nn.Module:
+    raise RuntimeError("this builder always fails")
+
+
+class ShapeError(nn.Module):
+    def forward(self, x):
+        return x.view(7, -1, 3)  # cannot be viewed at most sizes
+
+
+def shape_error_segmentor() -> nn.Module:
+    return ShapeError()
