@@ -20,6 +20,7 @@ from typing import BinaryIO, Callable
 from urllib.parse import unquote, urlparse
 
 import torch
+from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from torch import nn
 
@@ -85,7 +86,9 @@ def load_checkpoint(
         path = Path(source).expanduser()
         if not path.is_file():
             raise SegbenchError(f"{located(source, model_name)}: no such checkpoint file; check the path or give a URL")
-        _verify(_sha256_of(path), expected_sha256(path.name, sha256), source, model_name)
+        expected = expected_sha256(path.name, sha256)
+        if expected is not None:
+            _verify(_sha256_of(path), expected, source, model_name)
         state_dict = _read_state_dict(path, source, model_name)
     if adapter is not None:
         state_dict = _KEY_ADAPTERS[adapter](state_dict)
@@ -101,7 +104,8 @@ def _cached_download(url: str, model_name: str, sha256: str | None, cache_dir: P
     expected = expected_sha256(name, sha256)
     target = cache_dir / name
     if target.is_file():
-        _verify(_sha256_of(target), expected, str(target), model_name)
+        if expected is not None:
+            _verify(_sha256_of(target), expected, str(target), model_name)
         return _read_state_dict(target, str(target), model_name)
     cache_dir.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(dir=cache_dir, prefix=f".{name}.", suffix=".part")
@@ -122,7 +126,7 @@ def _download(url: str, out: BinaryIO, name: str, model_name: str) -> str:
     digest = hashlib.sha256()
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, Progress(*columns, transient=True) as progress:
+        with urllib.request.urlopen(url, timeout=60) as response, Progress(*columns, console=Console(stderr=True), transient=True) as progress:
             task = progress.add_task(f"download {name}", total=int(response.headers.get("Content-Length") or 0) or None)
             while chunk := response.read(_CHUNK):
                 digest.update(chunk)

@@ -30,8 +30,7 @@ class EncoderDecoder(nn.Module):
     ) -> None:
         super().__init__()
         self.backbone = backbone
-        if neck is not None:
-            self.neck = neck
+        self.neck = neck
         self.decode_head = decode_head
         if auxiliary_head is not None:
             self.auxiliary_head = auxiliary_head
@@ -40,6 +39,6 @@ class EncoderDecoder(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Logits at the decode head's resolution (1/8 of the input for D8 models, 1/4 for UPerNet/FPN)."""
         features = self.backbone(image)
-        if hasattr(self, "neck"):
+        if self.neck is not None:
             features = self.neck(features)
         return self.decode_head(features)
