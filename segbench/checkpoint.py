@@ -124,17 +124,28 @@ def _cached_download(url: str, model_name: str, sha256: str | None, cache_dir: P
 def _download(url: str, out: BinaryIO, name: str, model_name: str) -> str:
     """Copy `url` into `out` with a progress bar; returns the sha256 hex digest of what was written."""
     digest = hashlib.sha256()
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-            task = progress.add_task(f"download {name}", total=int(response.headers.get("Content-Length") or 0) or None)
+        with urllib.request.urlopen(url, timeout=60) as response, progress:
+            size = int(response.headers.get("Content-Length") or 0)
+            task = progress.add_task(f"download {name}", total=size or None)
             while chunk := response.read(_CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
                 progress.advance(task, len(chunk))
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", None) or error
-        raise SegbenchError(f"{located(url, model_name)}: download failed ({reason}); check the URL and the network") from error
+        raise SegbenchError(
+            f"{located(url, model_name)}: download failed ({reason}); check the URL and the network"
+        ) from error
     return digest.hexdigest()
 
 

@@ -68,7 +68,8 @@ def test_mmsegmentation_style_file_round_trip(tmp_path):
             module.running_mean.normal_()
             module.num_batches_tracked.fill_(80000)
     meta = {"CLASSES": ("road", "sidewalk"), "mmcv_version": "1.3.0", "iter": 80000}
-    path = save_with_hash_name({"meta": meta, "state_dict": source.state_dict()}, tmp_path, "fcn_r18-d8_20201225_021451")
+    checkpoint = {"meta": meta, "state_dict": source.state_dict()}
+    path = save_with_hash_name(checkpoint, tmp_path, "fcn_r18-d8_20201225_021451")
     target = architecture_builder("fcn_resnet")(depth=18)
     load_checkpoint(target, path, model_name="fcn_r18-d8")
     assert_same_weights(source, target)
@@ -115,7 +116,9 @@ def test_mismatch_names_model_file_and_first_keys(tmp_path):
     assert "\n" not in message
     assert message.startswith(f"{path}: model 'tiny-model': field 'state_dict'")
     assert "1 missing (1.running_var)" in message
-    assert "7 unexpected (extra.0.weight, extra.1.weight, extra.2.weight, extra.3.weight, extra.4.weight, ...)" in message
+    assert "7 unexpected (extra.0.weight, extra.1.weight, extra.2.weight, extra.3.weight, extra.4.weight, ...)" in (
+        message
+    )
     assert "1 mis-shaped (0.weight (4, 3, 5, 5) vs (4, 3, 3, 3))" in message
 
 
