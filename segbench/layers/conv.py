@@ -19,6 +19,7 @@ class ConvBNReLU(nn.Module):
         stride: int = 1,
         padding: int = 0,
         dilation: int = 1,
+        groups: int = 1,
         relu: bool = True,
     ) -> None:
         super().__init__()
@@ -29,6 +30,7 @@ class ConvBNReLU(nn.Module):
             stride=stride,
             padding=padding,
             dilation=dilation,
+            groups=groups,
             bias=False,
         )
         self.bn = nn.BatchNorm2d(out_channels)

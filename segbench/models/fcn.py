@@ -1,4 +1,8 @@
-"""FCN head (Long et al., CVPR 2015) as mmsegmentation builds it, and the FCN-ResNet segmentor."""
+"""FCN head (Long et al., CVPR 2015) as mmsegmentation builds it, and the FCN-ResNet segmentor.
+
+The FCN head also serves as the auxiliary head on ResNet stage 3 for every dilated-ResNet
+family, so the helpers for it live here.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,10 @@ from segbench.models.segmentor import EncoderDecoder
 
 
 class FCNHead(nn.Module):
-    """`num_convs` 3x3 ConvBNReLU on one backbone level, optionally concatenated with its input."""
+    """`num_convs` 3x3 ConvBNReLU on one backbone level, optionally concatenated with its input.
+
+    `dilation` applies to the stacked convs only; the concat conv stays undilated, as in mmseg.
+    """
 
     def __init__(
         self,
@@ -44,17 +51,16 @@ class FCNHead(nn.Module):
         return self.conv_seg(self.dropout(out))
 
 
-def head_widths(depth: int) -> tuple[int, int, int, int]:
-    """(last-stage channels, head channels, stage-3 channels, aux channels) as the mmseg configs set them."""
-    if depth in (18, 34):
-        return 512, 128, 256, 64
-    return 2048, 512, 1024, 256
+def dilated_head_channels(depth: int) -> tuple[int, int]:
+    """(decode head, auxiliary head) channels of mmseg's dilated-ResNet configs: narrower for R-18/34."""
+    return (128, 64) if depth in (18, 34) else (512, 256)
 
 
-def auxiliary_fcn_head(depth: int, num_classes: int) -> FCNHead:
+def auxiliary_fcn_head(backbone: ResNet, channels: int, num_classes: int, *, dilation: int = 1) -> FCNHead:
     """The auxiliary FCN head on stage 3 that mmsegmentation's ResNet configs train with."""
-    _, _, in_channels, channels = head_widths(depth)
-    return FCNHead(in_channels, channels, num_classes, in_index=2, num_convs=1, concat_input=False)
+    return FCNHead(
+        backbone.out_channels[2], channels, num_classes, in_index=2, num_convs=1, concat_input=False, dilation=dilation
+    )
 
 
 @register_architecture("fcn_resnet")
@@ -64,11 +70,15 @@ def fcn_resnet(
     num_classes: int = 19,
     deep_stem: bool = True,
     output_stride: int = 8,
+    multi_grid: tuple[int, ...] | None = None,
+    head_dilation: int = 1,
     auxiliary_head: bool = True,
+    align_corners: bool = False,
 ) -> EncoderDecoder:
-    """FCN on a dilated ResNet, as mmsegmentation's `fcn_r{depth}-d8` configs."""
-    last, channels, _, _ = head_widths(depth)
-    backbone = ResNet(depth, deep_stem=deep_stem, output_stride=output_stride)
-    head = FCNHead(last, channels, num_classes, in_index=3)
-    aux = auxiliary_fcn_head(depth, num_classes) if auxiliary_head else None
-    return EncoderDecoder(backbone, head, aux)
+    """FCN on a dilated ResNet: mmseg's `fcn_r{depth}-d8` by default, `fcn-d6_r50-d16` with
+    output_stride=16 and head_dilation=6 (which mmseg applies to the auxiliary head too)."""
+    channels, aux_channels = dilated_head_channels(depth)
+    backbone = ResNet(depth, deep_stem=deep_stem, output_stride=output_stride, multi_grid=multi_grid)
+    head = FCNHead(backbone.out_channels[3], channels, num_classes, in_index=3, dilation=head_dilation)
+    aux = auxiliary_fcn_head(backbone, aux_channels, num_classes, dilation=head_dilation) if auxiliary_head else None
+    return EncoderDecoder(backbone, head, aux, align_corners=align_corners)

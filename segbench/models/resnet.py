@@ -1,10 +1,14 @@
 """ResNet backbones with mmsegmentation's state_dict layout.
 
-ResNetV1c (He et al. 2019, "Bag of Tricks"): the 7x7 stem replaced by three 3x3 convs; the
-stride sits on the 3x3 conv of a bottleneck ("pytorch" style). Dilated variants keep the
-resolution of the last stages (output stride 8: strides 1,2,1,1 and dilations 1,1,2,4);
-`contract_dilation` halves the dilation of the first block of a dilated stage, as
-mmsegmentation's configs do.
+ResNetV1c (He et al. 2019, "Bag of Tricks"): the 7x7 stem replaced by three 3x3 convs
+(`deep_stem=True`); `deep_stem=False` is mmseg's type 'ResNet' (the `r50b` configs), whose keys
+are also torchvision's. The stride sits on the 3x3 conv of a bottleneck ("pytorch" style).
+Dilated variants keep the resolution of the last stages: output stride 8 uses strides 1,2,1,1
+and dilations 1,1,2,4, output stride 16 strides 1,2,2,1 and dilations 1,1,1,2.
+`contract_dilation` halves the dilation of the first block of a dilated stage; mmseg's class
+defaults it to False but every ResNet config sets it True, so segbench defaults to True.
+`multi_grid` (last stage only) replaces that stage's dilations outright: mmseg's `mg124` at
+output stride 16 gives 1, 2, 4, not the paper's 2, 4, 8.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Encoder-decoder segmentor: backbone -> decode head, plus an optional auxiliary head.
+"""Encoder-decoder segmentor: backbone -> (neck) -> decode head, plus an optional auxiliary head.
 
 The auxiliary head exists only so that training checkpoints load with strict=True; `forward`
 never runs it, so FLOPs, latency and the inference parameter count exclude it.
@@ -13,13 +13,32 @@ AUXILIARY_PREFIX = "auxiliary_head."
 
 
 class EncoderDecoder(nn.Module):
-    def __init__(self, backbone: nn.Module, decode_head: nn.Module, auxiliary_head: nn.Module | None = None) -> None:
+    """mmsegmentation's `EncoderDecoder` module layout: `backbone`, `neck`, `decode_head`, `auxiliary_head`.
+
+    `align_corners` is the resize mode the model was trained with; post-processing (logits back
+    to the input size) must use it too, as mmsegmentation's `predict_by_feat` does.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        decode_head: nn.Module,
+        auxiliary_head: nn.Module | None = None,
+        *,
+        neck: nn.Module | None = None,
+        align_corners: bool = False,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
+        self.neck = neck
         self.decode_head = decode_head
         if auxiliary_head is not None:
             self.auxiliary_head = auxiliary_head
+        self.align_corners = align_corners
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Logits at the decode head's resolution (1/8 of the input for D8 models)."""
-        return self.decode_head(self.backbone(image))
+        """Logits at the decode head's resolution (1/8 of the input for D8 models, 1/4 for UPerNet/FPN)."""
+        features = self.backbone(image)
+        if self.neck is not None:
+            features = self.neck(features)
+        return self.decode_head(features)

@@ -1,0 +1,211 @@
+"""Checkpoint loading: containers, hash checks, the download cache, error messages, key adapters."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import re
+import threading
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from segbench.checkpoint import default_cache_dir, expected_sha256, load_checkpoint
+from segbench.errors import SegbenchError
+from segbench.models import architecture_builder
+
+DATA = Path(__file__).parent / "data"
+
+
+def tiny_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_with_hash_name(checkpoint: object, directory: Path, stem: str) -> Path:
+    """Save as mmsegmentation names its files: the first 8 hex digits of the sha256 before '.pth'."""
+    plain = directory / f"{stem}.pth"
+    torch.save(checkpoint, plain)
+    return plain.rename(directory / f"{stem}-{sha256_of(plain)[:8]}.pth")
+
+
+def assert_same_weights(a: nn.Module, b: nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A loopback HTTP server over tmp_path/'served', counting the requests it answers."""
+    root = tmp_path / "served"
+    root.mkdir()
+    requests: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format, *args):
+            requests.append(self.path)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}", requests
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_mmsegmentation_style_file_round_trip(tmp_path):
+    source = architecture_builder("fcn_resnet")(depth=18)
+    for module in source.modules():  # non-default BN statistics, so buffers are really carried over
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.normal_()
+            module.num_batches_tracked.fill_(80000)
+    meta = {"CLASSES": ("road", "sidewalk"), "mmcv_version": "1.3.0", "iter": 80000}
+    checkpoint = {"meta": meta, "state_dict": source.state_dict()}
+    path = save_with_hash_name(checkpoint, tmp_path, "fcn_r18-d8_20201225_021451")
+    target = architecture_builder("fcn_resnet")(depth=18)
+    load_checkpoint(target, path, model_name="fcn_r18-d8")
+    assert_same_weights(source, target)
+
+
+def test_torchvision_reference_container_and_full_sha256(tmp_path):
+    source = tiny_model()
+    path = tmp_path / "trained.pth"
+    torch.save({"model": source.state_dict(), "epoch": 3}, path)
+    target = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    load_checkpoint(target, path, model_name="tiny", sha256=sha256_of(path).upper())
+    assert_same_weights(source, target)
+
+
+@pytest.mark.parametrize("wrong", ["name", "sha256"])
+def test_wrong_hash_of_local_file(tmp_path, wrong):
+    path = save_with_hash_name(tiny_model().state_dict(), tmp_path, "tiny")
+    if wrong == "name":
+        path = path.rename(tmp_path / "tiny-00000000.pth")
+    sha256 = "0" * 64 if wrong == "sha256" else None
+    with pytest.raises(SegbenchError, match=r"field 'sha256'.*does not match") as error:
+        load_checkpoint(tiny_model(), path, model_name="tiny", sha256=sha256)
+    assert "\n" not in str(error.value) and str(path) in str(error.value)
+    assert path.exists()  # a user's own file is never deleted
+
+
+def test_expected_sha256_prefers_the_full_hash():
+    assert expected_sha256("fcn_r50-d8_512x1024_80k_cityscapes_20200606_113019-03aa804d.pth", None) == "03aa804d"
+    assert expected_sha256("fcn_r50-d8_512x1024_80k_cityscapes.pth", None) is None
+    assert expected_sha256("x-03aa804d.pth", "AB" * 32) == "ab" * 32
+
+
+def test_mismatch_names_model_file_and_first_keys(tmp_path):
+    state_dict = tiny_model().state_dict()
+    for i in range(7):
+        state_dict[f"extra.{i}.weight"] = torch.zeros(1)
+    del state_dict["1.running_var"]
+    state_dict["0.weight"] = torch.zeros(4, 3, 5, 5)
+    path = tmp_path / "tiny.pth"
+    torch.save(state_dict, path)
+    with pytest.raises(SegbenchError) as error:
+        load_checkpoint(tiny_model(), path, model_name="tiny-model")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: model 'tiny-model': field 'state_dict'")
+    assert "1 missing (1.running_var)" in message
+    assert "7 unexpected (extra.0.weight, extra.1.weight, extra.2.weight, extra.3.weight, extra.4.weight, ...)" in (
+        message
+    )
+    assert "1 mis-shaped (0.weight (4, 3, 5, 5) vs (4, 3, 3, 3))" in message
+
+
+def test_unreadable_or_missing_files(tmp_path):
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(SegbenchError, match="not a readable PyTorch checkpoint"):
+        load_checkpoint(tiny_model(), garbage, model_name="tiny")
+    with pytest.raises(SegbenchError, match="no such checkpoint file"):
+        load_checkpoint(tiny_model(), tmp_path / "absent.pth", model_name="tiny")
+    with pytest.raises(SegbenchError, match="unknown key adapter 'nope'"):
+        load_checkpoint(tiny_model(), garbage, model_name="tiny", adapter="nope")
+
+
+def test_http_download_is_cached_once(tmp_path, server):
+    root, base_url, requests = server
+    source = tiny_model()
+    path = save_with_hash_name({"meta": {}, "state_dict": source.state_dict()}, root, "tiny_20200101_000000")
+    cache = tmp_path / "cache"
+    for _ in range(2):
+        target = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+        load_checkpoint(target, f"{base_url}/{path.name}", model_name="tiny", cache_dir=cache)
+        assert_same_weights(source, target)
+    assert len(requests) == 1
+    assert [p.name for p in cache.iterdir()] == [path.name]
+
+
+def test_file_url_and_cache_dir_from_environment(tmp_path, monkeypatch):
+    path = save_with_hash_name(tiny_model().state_dict(), tmp_path, "tiny")
+    monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path / "env-cache"))
+    assert default_cache_dir() == tmp_path / "env-cache"
+    load_checkpoint(tiny_model(), path.as_uri(), model_name="tiny")
+    assert (tmp_path / "env-cache" / path.name).is_file()
+
+
+@pytest.mark.parametrize("fault", ["corrupted", "wrong_sha256", "truncated_unhashed", "http_404"])
+def test_failed_download_leaves_no_file_in_cache(tmp_path, server, fault):
+    root, base_url, _ = server
+    path = save_with_hash_name(tiny_model().state_dict(), root, "tiny")
+    sha256 = None
+    if fault == "corrupted":  # same name (so the same expected hash prefix), different bytes
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    elif fault == "wrong_sha256":
+        sha256 = "f" * 64
+    elif fault == "truncated_unhashed":
+        path = path.rename(root / "tiny.pth")
+        path.write_bytes(path.read_bytes()[:100])
+    url = f"{base_url}/{'absent.pth' if fault == 'http_404' else path.name}"
+    cache = tmp_path / "cache"
+    with pytest.raises(SegbenchError) as error:
+        load_checkpoint(tiny_model(), url, model_name="tiny", sha256=sha256, cache_dir=cache)
+    assert "\n" not in str(error.value) and url in str(error.value)
+    assert list(cache.iterdir()) == []
+
+
+def torchvision_state_dict() -> dict[str, torch.Tensor]:
+    """Random tensors in torchvision deeplabv3_resnet50's key layout (listed in tests/data)."""
+    state_dict = {}
+    generator = torch.Generator().manual_seed(0)
+    for line in (DATA / "torchvision_deeplabv3_resnet50.keys.txt").read_text().splitlines():
+        key, dims = re.fullmatch(r"(\S+) \((.*)\)", line).groups()
+        shape = tuple(int(d) for d in dims.split(",") if d.strip())
+        if key.endswith("num_batches_tracked"):
+            state_dict[key] = torch.tensor(7)
+        else:
+            state_dict[key] = torch.rand(shape, generator=generator) + 0.5
+    return state_dict
+
+
+def test_torchvision_deeplabv3_adapter_loads_strictly(tmp_path):
+    state_dict = torchvision_state_dict()
+    path = tmp_path / "deeplabv3_resnet50_coco.pth"
+    torch.save(state_dict, path)
+    model = architecture_builder("deeplabv3_torchvision")(depth=50)
+    load_checkpoint(model, path, model_name="deeplabv3_resnet50", adapter="torchvision_deeplabv3")
+    loaded = model.state_dict()
+    for theirs, ours in [
+        ("backbone.layer4.2.conv3.weight", "backbone.layer4.2.conv3.weight"),
+        ("classifier.0.convs.3.0.weight", "decode_head.aspp_modules.3.conv.weight"),
+        ("classifier.0.convs.4.1.weight", "decode_head.image_pool.1.conv.weight"),
+        ("classifier.0.project.1.running_var", "decode_head.project.bn.running_var"),
+        ("classifier.2.bias", "decode_head.bottleneck.bn.bias"),
+        ("classifier.4.weight", "decode_head.conv_seg.weight"),
+        ("aux_classifier.4.bias", "auxiliary_head.conv_seg.bias"),
+    ]:
+        assert torch.equal(loaded[ours], state_dict[theirs]), ours
+    with pytest.raises(SegbenchError, match="52 missing .*; 52 unexpected"):  # without the adapter no head key fits
+        load_checkpoint(model, path, model_name="deeplabv3_resnet50")

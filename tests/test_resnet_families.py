@@ -1,0 +1,123 @@
+"""mmsegmentation parity (keys, shapes, parameter counts) and output shapes of the ResNet families."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from segbench.models import architecture_builder, list_architectures
+from segbench.models.resnet import ResNet
+from segbench.models.segmentor import AUXILIARY_PREFIX
+
+REFERENCE = Path(__file__).parent / "data" / "mmseg-keys"
+
+# mmsegmentation config -> (segbench architecture, builder arguments)
+MMSEG_CONFIGS = {
+    "fcn_r50-d8_4xb2-80k_cityscapes-512x1024": ("fcn_resnet", {"depth": 50}),
+    "fcn_r101-d8_4xb2-80k_cityscapes-512x1024": ("fcn_resnet", {"depth": 101}),
+    "fcn-d6_r50-d16_4xb2-80k_cityscapes-512x1024": ("fcn_resnet", {"output_stride": 16, "head_dilation": 6}),
+    "fcn-d6_r50-d16_4xb2-80k_cityscapes-769x769": (
+        "fcn_resnet",
+        {"output_stride": 16, "head_dilation": 6, "align_corners": True},
+    ),
+    "pspnet_r50-d8_4xb2-80k_cityscapes-512x1024": ("pspnet_resnet", {"depth": 50}),
+    "pspnet_r101-d8_4xb2-80k_cityscapes-512x1024": ("pspnet_resnet", {"depth": 101}),
+    "pspnet_r50b-d8_4xb2-80k_cityscapes-512x1024": ("pspnet_resnet", {"depth": 50, "deep_stem": False}),
+    "deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024": ("deeplabv3_resnet", {"depth": 18}),
+    "deeplabv3_r50-d8_4xb2-80k_cityscapes-512x1024": ("deeplabv3_resnet", {"depth": 50}),
+    "deeplabv3_r101-d8_4xb2-80k_cityscapes-512x1024": ("deeplabv3_resnet", {"depth": 101}),
+    "deeplabv3plus_r50-d8_4xb2-80k_cityscapes-512x1024": ("deeplabv3plus_resnet", {"depth": 50}),
+    "deeplabv3plus_r101-d8_4xb2-80k_cityscapes-512x1024": ("deeplabv3plus_resnet", {"depth": 101}),
+    "deeplabv3plus_r101-d16-mg124_4xb2-80k_cityscapes-512x1024": (
+        "deeplabv3plus_resnet",
+        {"depth": 101, "output_stride": 16, "multi_grid": (1, 2, 4)},
+    ),
+    "upernet_r18_4xb2-80k_cityscapes-512x1024": ("upernet_resnet", {"depth": 18}),
+    "upernet_r50_4xb2-80k_cityscapes-512x1024": ("upernet_resnet", {"depth": 50}),
+    "upernet_r101_4xb2-80k_cityscapes-512x1024": ("upernet_resnet", {"depth": 101}),
+    "fpn_r50_4xb2-80k_cityscapes-512x1024": ("fpn_resnet", {"depth": 50}),
+}
+
+PARAMS = {row["config"]: row for row in json.loads((REFERENCE / "params.json").read_text())}
+
+
+def reference_shapes(config: str) -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for line in (REFERENCE / f"{config}.keys.txt").read_text().splitlines():
+        key, dims = re.fullmatch(r"(\S+) \((.*)\)", line).groups()
+        shapes[key] = tuple(int(d) for d in dims.split(",") if d.strip())
+    return shapes
+
+
+def test_every_reference_file_has_a_config():
+    assert {p.name.removesuffix(".keys.txt") for p in REFERENCE.glob("*.keys.txt")} == set(MMSEG_CONFIGS)
+    assert set(PARAMS) == set(MMSEG_CONFIGS)
+
+
+@pytest.mark.parametrize("config", sorted(MMSEG_CONFIGS))
+def test_state_dict_and_params_match_mmsegmentation(config):
+    architecture, kwargs = MMSEG_CONFIGS[config]
+    model = architecture_builder(architecture)(**kwargs)
+    ours = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    reference = reference_shapes(config)
+    assert sorted(set(reference) - set(ours)) == [], "missing keys"
+    assert sorted(set(ours) - set(reference)) == [], "unexpected keys"
+    assert {k: v for k, v in ours.items() if reference[k] != v} == {}, "shape mismatches"
+    total = sum(p.numel() for p in model.parameters())
+    inference = sum(p.numel() for name, p in model.named_parameters() if not name.startswith(AUXILIARY_PREFIX))
+    assert (total, inference) == (PARAMS[config]["params_total"], PARAMS[config]["params_inference"])
+
+
+# builder arguments -> expected logits (classes, H, W) for a 1x3x64x128 input
+OUTPUT_SHAPES = [
+    ("fcn_resnet", {"depth": 18}, (19, 8, 16)),
+    ("fcn_resnet", {"output_stride": 16, "head_dilation": 6}, (19, 4, 8)),
+    ("pspnet_resnet", {"depth": 18}, (19, 8, 16)),
+    ("pspnet_resnet", {"deep_stem": False}, (19, 8, 16)),
+    ("deeplabv3_resnet", {"depth": 18, "num_classes": 5}, (5, 8, 16)),
+    ("deeplabv3plus_resnet", {"depth": 18}, (19, 16, 32)),
+    ("deeplabv3plus_resnet", {"output_stride": 16, "multi_grid": (1, 2, 4)}, (19, 16, 32)),
+    ("upernet_resnet", {"depth": 18}, (19, 16, 32)),
+    ("upernet_resnet", {"depth": 50, "align_corners": True}, (19, 16, 32)),
+    ("fpn_resnet", {"depth": 50}, (19, 16, 32)),
+    ("deeplabv3_torchvision", {"depth": 50}, (21, 8, 16)),
+]
+
+
+def test_every_builder_has_an_output_shape_case():
+    assert {name for name, _, _ in OUTPUT_SHAPES} == set(list_architectures())
+
+
+@pytest.mark.parametrize(("architecture", "kwargs", "expected"), OUTPUT_SHAPES)
+def test_output_shape(architecture, kwargs, expected):
+    torch.manual_seed(0)
+    model = architecture_builder(architecture)(**kwargs).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(1, 3, 64, 128))
+    assert tuple(logits.shape) == (1, *expected)
+    assert torch.isfinite(logits).all()
+
+
+def test_auxiliary_head_is_optional_and_never_run():
+    model = architecture_builder("pspnet_resnet")(depth=18, auxiliary_head=False)
+    assert not any(key.startswith(AUXILIARY_PREFIX) for key in model.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("output_stride", "multi_grid", "expected"),
+    [
+        (8, None, {"layer3": [1, 2, 2, 2, 2, 2], "layer4": [2, 4, 4]}),  # contracted first block
+        (16, None, {"layer3": [1] * 6, "layer4": [1, 2, 2]}),
+        (16, (1, 2, 4), {"layer3": [1] * 6, "layer4": [1, 2, 4]}),  # mmseg: the grid *is* the dilation
+        (32, None, {"layer3": [1] * 6, "layer4": [1, 1, 1]}),
+    ],
+)
+def test_dilation_placement_follows_mmsegmentation(output_stride, multi_grid, expected):
+    backbone = ResNet(50, output_stride=output_stride, multi_grid=multi_grid)
+    for stage, dilations in expected.items():
+        assert [block.conv2.dilation[0] for block in getattr(backbone, stage)] == dilations
+        assert [block.conv2.padding[0] for block in getattr(backbone, stage)] == dilations
