@@ -71,9 +71,11 @@ def _axis_windows(length: int, crop: int, step: int) -> list[tuple[int, int]]:
     return [(max(end - crop, 0), end) for end in ends]
 
 
-def window_count_map(size: tuple[int, int], crop_size: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
+def window_count_map(
+    size: tuple[int, int], crop_size: tuple[int, int], stride: tuple[int, int], device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """(H, W) float32: how many sliding windows cover each pixel (never 0)."""
-    counts = torch.zeros(size)
+    counts = torch.zeros(size, device=device)
     for y1, y2, x1, x2 in slide_windows(size, crop_size, stride):
         counts[y1:y2, x1:x2] += 1
     return counts
@@ -100,7 +102,7 @@ def slide_logits(
         if total is None:
             total = logits.new_zeros((images.shape[0], logits.shape[1], *size))
         total[:, :, y1:y2, x1:x2] += logits
-    return total / window_count_map(size, crop_size, stride).to(total.device)
+    return total / window_count_map(size, crop_size, stride, total.device)
 
 
 def _logits(model: nn.Module, images: torch.Tensor, settings: InferenceSettings) -> torch.Tensor:
