@@ -1,8 +1,10 @@
-"""Shared fixtures: a small zoo of toy models for fast end-to-end tests."""
+"""Shared fixtures: a small zoo of toy models, and a synthetic dataset in the Cityscapes layout."""
 
 from pathlib import Path
 
 import pytest
+
+from segbench.cityscapes import write_synthetic_cityscapes
 
 DATA = Path(__file__).parent / "data"
 
@@ -46,3 +48,12 @@ def toy_zoo(tmp_path: Path) -> Path:
     zoo.mkdir()
     (zoo / "toy.yaml").write_text(TOY_ZOO)
     return zoo
+
+
+@pytest.fixture(scope="session")
+def synthetic_cityscapes(tmp_path_factory):
+    """Root of a 3-city, 5-image (one city has 1) val split of 64x128 (HxW) images; read-only."""
+    root = tmp_path_factory.mktemp("cityscapes")
+    write_synthetic_cityscapes(root, cities=("aachen", "bochum"), images_per_city=2, seed=0)
+    write_synthetic_cityscapes(root, cities=("cologne",), images_per_city=1, seed=1)
+    return root

@@ -1,0 +1,78 @@
+"""Evaluation loop: one process with workers, and 2 gloo processes giving the identical matrix."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from segbench.cityscapes import CityscapesDataset
+from segbench.evaluate import evaluate
+from segbench.inference import InferenceSettings, predicted_labels
+from segbench.metrics import confusion_matrix
+
+SETTINGS = InferenceSettings(align_corners=False)
+
+
+def _tiny_model() -> nn.Module:
+    """Same weights in every process: logits at 1/4 of the input, like a segmentor at 1/8."""
+    torch.manual_seed(0)
+    return nn.Conv2d(3, 19, 5, stride=4, padding=2)
+
+
+def _reference_matrix(dataset) -> torch.Tensor:
+    model = _tiny_model().eval()
+    matrix = torch.zeros(19, 19, dtype=torch.int64)
+    for image, label, _ in (dataset[i] for i in range(len(dataset))):
+        matrix += confusion_matrix(predicted_labels(model, image[None], SETTINGS)[0], label)
+    return matrix
+
+
+def test_single_process_with_workers(synthetic_cityscapes):
+    dataset = CityscapesDataset(synthetic_cityscapes)
+    result = evaluate(_tiny_model(), dataset, SETTINGS, batch_size=2, num_workers=2)
+    assert torch.equal(result.confusion, _reference_matrix(dataset))
+    labelled = sum(int((dataset[i][1] != 255).sum()) for i in range(len(dataset)))
+    assert result.confusion.sum() == labelled
+    assert result.num_images == 5 and result.is_synthetic and result.split == "val" and result.mode == "whole"
+    assert result.world_size == 1 and result.dataset_root == str(synthetic_cityscapes)
+    assert 0 < result.forward_time_s < result.wall_time_s and result.wall_to_forward > 1
+    assert 0 <= result.metrics.miou <= 1 and math.isclose(result.images_per_s, 5 / result.wall_time_s)
+    record = result.as_dict()
+    assert record["confusion"] == result.confusion.tolist() and record["settings"]["mode"] == "whole"
+
+
+def _rank_main(rank: int, world_size: int, root: str, rendezvous: str, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world_size)
+    try:
+        result = evaluate(_tiny_model(), CityscapesDataset(root), SETTINGS, num_workers=0)
+        torch.save(None if result is None else (result.confusion, result.num_images), f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_processes_match_one(synthetic_cityscapes, tmp_path):
+    dataset = CityscapesDataset(synthetic_cityscapes)
+    assert len(dataset) % 2 == 1, "an odd count checks that no image is padded in or counted twice"
+    out = str(tmp_path / "result")
+    mp.spawn(_rank_main, args=(2, str(synthetic_cityscapes), str(tmp_path / "rendezvous"), out), nprocs=2)
+    confusion, num_images = torch.load(f"{out}.0")
+    assert torch.load(f"{out}.1") is None
+    assert num_images == 5
+    single = evaluate(_tiny_model(), dataset, SETTINGS, num_workers=0)
+    assert torch.equal(confusion, single.confusion)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_with_pinned_memory(synthetic_cityscapes):
+    dataset = CityscapesDataset(synthetic_cityscapes)
+    result = evaluate(_tiny_model(), dataset, SETTINGS, device="cuda", num_workers=2)
+    labelled = sum(int((dataset[i][1] != 255).sum()) for i in range(len(dataset)))
+    assert result.device == "cuda" and result.confusion.device.type == "cpu"
+    assert result.confusion.sum() == labelled and 0 < result.forward_time_s < result.wall_time_s
