@@ -43,6 +43,14 @@ def model_builder(spec: ModelSpec) -> Callable[..., Any]:
             ) from None
     else:
         builder = _resolve_callable(spec)
+    if spec.weights_adapter is not None:
+        from segbench.checkpoint import list_key_adapters
+
+        if spec.weights_adapter not in list_key_adapters():
+            raise SegbenchError(
+                f"{located(spec.file, spec.name, 'Weights Adapter')}: unknown key adapter {spec.weights_adapter!r} "
+                f"(known: {', '.join(list_key_adapters())})"
+            )
     try:
         params = inspect.signature(builder).parameters
     except (TypeError, ValueError):

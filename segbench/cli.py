@@ -44,7 +44,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from segbench.build import model_builder
     from segbench.manifest import load_zoo, select_models
-    from segbench.runner import BenchSettings, resolve_device, run_sweep
+    from segbench.runner import BenchSettings, rank, resolve_device, resolve_evaluation, run_sweep
     from segbench.summary import print_summary
 
     console = Console(stderr=True, soft_wrap=True)
@@ -52,10 +52,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     specs = select_models(load_zoo(args.zoo), [p for arg in args.models for p in arg.split(",") if p])
     for spec in specs:
         model_builder(spec)  # a wrong architecture name fails here, before any measuring
-    device = resolve_device(args.device, args.gpu)
-    settings = BenchSettings(device=device, images=args.images, warmup=args.warmup, input_size=args.input_size)
+    if args.checkpoint and len(specs) != 1:
+        raise SegbenchError(f"--checkpoint: applies to one model, but --models selects {len(specs)}")
+    device = _init_distributed(resolve_device(args.device, args.gpu))
+    evaluation = resolve_evaluation(
+        args.data_root, requested=args.eval, split=args.split, ms_flip=args.ms_flip, workers=args.workers
+    )
+    settings = BenchSettings(
+        device=device, images=args.images, warmup=args.warmup, input_size=args.input_size,
+        weights=args.weights, checkpoint=args.checkpoint, evaluation=evaluation,
+    )  # fmt: skip
     results_dir, page, plots_dir = _paths(args)
     outcomes = run_sweep(specs, settings, results_dir, force=args.force, console=console)
+    if rank() != 0:
+        return 0
     print_summary(outcomes, console)
     if not args.no_report:
         _render(args, console)
@@ -78,6 +88,22 @@ def _apply_preset(args: argparse.Namespace) -> None:
             if key == "device" and args.gpu is not None:
                 continue  # an explicit --gpu wins over a preset's device
             setattr(args, key, preset.get(key, default))
+
+
+def _init_distributed(device):
+    """Under torchrun (WORLD_SIZE > 1): join the process group; each rank takes its local GPU."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
 
 
 def _render(args: argparse.Namespace, console) -> None:
@@ -117,6 +143,16 @@ def cmd_plot(args: argparse.Namespace) -> int:
         return 1
     for path in written:
         console.print(f"wrote {path}")
+    return 0
+
+
+def cmd_synthetic(args: argparse.Namespace) -> int:
+    from segbench.cityscapes import write_synthetic_cityscapes
+
+    root = write_synthetic_cityscapes(
+        Path(args.root), split=args.split, images_per_city=args.images_per_city, size=args.size, seed=args.seed
+    )
+    print(f"wrote a synthetic Cityscapes-layout {args.split} split to {root}: numbers measured on it are demo numbers")
     return 0
 
 
@@ -193,6 +229,15 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--hardware", help="hardware slug of the latency plot (default: the one with most records)")
     plot.set_defaults(func=cmd_plot)
 
+    synthetic = sub.add_parser("synthetic-data", help="write a small synthetic dataset in the Cityscapes layout")
+    synthetic.add_argument("root", help="directory to write leftImg8bit/ and gtFine/ into")
+    synthetic.add_argument("--split", default="val")
+    synthetic.add_argument("--images-per-city", type=_positive, default=4)
+    synthetic.add_argument("--size", type=_size, default=(256, 512), help="HxW (default: 256x512)")
+    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    synthetic.set_defaults(func=cmd_synthetic)
+
     validate = sub.add_parser("validate", help="check every manifest")
     common(validate, output=False)
     validate.set_defaults(func=cmd_validate)
@@ -213,6 +258,13 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", type=_positive, help="timed images per model (default: 200)")
     p.add_argument("--warmup", type=int, help="discarded warm-up iterations (default: 5)")
     p.add_argument("--input-size", type=_size, help="HxW overriding every manifest's test size (recorded)")
+    p.add_argument("--weights", action="store_true", help="load each model's published weights (downloaded once, sha256-checked)")
+    p.add_argument("--checkpoint", help="a checkpoint file or URL for the one selected model")
+    p.add_argument("--data-root", help="Cityscapes-layout root: also measure mIoU on it")
+    p.add_argument("--eval", action="store_true", help="measure mIoU on $CITYSCAPES_DATASET")
+    p.add_argument("--split", default="val", help="dataset split for mIoU (default: val)")
+    p.add_argument("--ms-flip", action="store_true", help="also measure mIoU(ms+flip): scales 0.5-1.75 and flips")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers for mIoU (default: 2)")
     p.add_argument("--force", action="store_true", help="re-measure models whose record is current")
     p.add_argument("--no-report", action="store_true", help="write records only, no page or plots")
 

@@ -8,7 +8,7 @@ counted twice), the confusion matrices are summed with all_reduce, and only rank
 
 from __future__ import annotations
 
-import dataclasses
+import math
 import time
 from dataclasses import dataclass
 
@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Subset
 from segbench.cityscapes import CLASSES, CityscapesDataset
 from segbench.inference import InferenceSettings, predicted_labels
 from segbench.metrics import SegmentationMetrics, confusion_matrix, segmentation_metrics
+from segbench.timing import synchronize
 
 
 @dataclass(frozen=True)
@@ -45,16 +46,33 @@ class EvaluationResult:
     images_per_s: float
     wall_to_forward: float
 
-    def as_dict(self) -> dict:
-        """Plain Python values (the matrix as nested lists); NaN scores stay float NaN."""
-        record = dataclasses.asdict(dataclasses.replace(self, confusion=None))
-        record["confusion"] = self.confusion.tolist()
-        return record
+    def as_record(self) -> dict:
+        """JSON-safe: scores in percent, per-class lists in `classes` order, null where a class has none."""
 
+        def percent(value: float) -> float | None:
+            return None if math.isnan(value) else 100.0 * value
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        m = self.metrics
+        return {
+            "unit": "percent",
+            "miou": percent(m.miou),
+            "macc": percent(m.macc),
+            "aacc": percent(m.aacc),
+            "classes": list(self.class_names),
+            "iou": [percent(v) for v in m.iou],
+            "accuracy": [percent(v) for v in m.accuracy],
+            "confusion": self.confusion.tolist(),
+            "mode": self.mode,
+            "dataset_root": self.dataset_root,
+            "split": self.split,
+            "is_synthetic": self.is_synthetic,
+            "num_images": self.num_images,
+            "world_size": self.world_size,
+            "wall_time_s": self.wall_time_s,
+            "forward_time_s": self.forward_time_s,
+            "images_per_s": self.images_per_s,
+            "wall_to_forward": None if math.isnan(self.wall_to_forward) else self.wall_to_forward,
+        }
 
 
 class _ForwardTimer:
@@ -66,10 +84,10 @@ class _ForwardTimer:
         self.seconds = 0.0
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        _synchronize(self.device)
+        synchronize(self.device)
         start = time.perf_counter()
         logits = self.model(images)
-        _synchronize(self.device)
+        synchronize(self.device)
         self.seconds += time.perf_counter() - start
         return logits
 
@@ -103,7 +121,7 @@ def evaluate(
     timer = _ForwardTimer(model.eval().to(device), device)
     matrix = torch.zeros(len(CLASSES), len(CLASSES), dtype=torch.int64, device=device)
 
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     for images, labels, _ in loader:
         images = images.to(device, non_blocking=True)
@@ -113,7 +131,7 @@ def evaluate(
     if distributed:
         dist.all_reduce(matrix)
         dist.all_reduce(totals)
-    _synchronize(device)
+    synchronize(device)
     wall = time.perf_counter() - start
 
     if rank != 0:

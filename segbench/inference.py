@@ -14,9 +14,7 @@ import torch
 from torch import nn
 
 from segbench.layers import resize
-
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
+from segbench.manifest import IMAGENET_MEAN, IMAGENET_STD, TestSpec
 MS_FLIP_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 """The image ratios of mmseg's Cityscapes mIoU(ms+flip), relative to the test size."""
 
@@ -44,6 +42,20 @@ class InferenceSettings:
             raise ValueError(f"mode must be 'whole' or 'slide', got {self.mode!r}")
         if self.mode == "slide" and (self.crop_size is None or self.stride is None):
             raise ValueError(f"slide mode needs crop_size and stride, got {self.crop_size} and {self.stride}")
+
+
+def inference_settings(test: TestSpec, *, size: tuple[int, int] | None = None, multi_scale_flip: bool = False) -> InferenceSettings:
+    """A manifest's Test section as InferenceSettings; `size` overrides its test size."""
+    return InferenceSettings(
+        mode=test.mode,
+        crop_size=test.crop,
+        stride=test.stride,
+        test_size=size or test.size,
+        align_corners=test.align_corners,
+        mean=test.mean,
+        std=test.std,
+        multi_scale_flip=multi_scale_flip,
+    )
 
 
 def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -105,7 +117,8 @@ def slide_logits(
     return total / window_count_map(size, crop_size, stride, total.device)
 
 
-def _logits(model: nn.Module, images: torch.Tensor, settings: InferenceSettings) -> torch.Tensor:
+def logits_at_input_size(model: nn.Module, images: torch.Tensor, settings: InferenceSettings) -> torch.Tensor:
+    """Logits of a normalized batch at its own (H, W), by the settings' whole or slide mode."""
     if settings.mode == "slide":
         return slide_logits(model, images, settings.crop_size, settings.stride, settings.align_corners)
     return whole_logits(model, images, settings.align_corners)
@@ -128,12 +141,12 @@ def class_scores(model: nn.Module, images: torch.Tensor, settings: InferenceSett
     test_size = settings.test_size or size
     x = normalize(images, settings.mean, settings.std)
     if not settings.multi_scale_flip:
-        return resize(_logits(model, resize(x, test_size, False), settings), size, settings.align_corners)
+        return resize(logits_at_input_size(model, resize(x, test_size, False), settings), size, settings.align_corners)
     total = None
     for scale in settings.scales:
         scaled = resize(x, _scaled_size(test_size, scale), False)
         for flip in (False, True):
-            logits = _logits(model, scaled.flip(-1) if flip else scaled, settings)
+            logits = logits_at_input_size(model, scaled.flip(-1) if flip else scaled, settings)
             logits = logits.flip(-1) if flip else logits
             probabilities = resize(logits, size, settings.align_corners).softmax(dim=1)
             total = probabilities if total is None else total + probabilities

@@ -93,6 +93,7 @@ _MODEL_SCHEMA: dict[str, tuple[Any, bool]] = {
     "Alias": ((str, list), False),
     # segbench's sections
     "Weights SHA256": (str, False),
+    "Weights Adapter": (str, False),  # a key adapter of segbench.checkpoint, for other codebases' files
     "Build": (_BUILD_SCHEMA, True),
     "Test": (_TEST_SCHEMA, False),
 }
@@ -206,6 +207,7 @@ class ModelSpec:
     config: str | None = None
     weights: str | None = None
     weights_sha256: str | None = None
+    weights_adapter: str | None = None
     reported: tuple[ReportedResult, ...] = field(default=())
 
     @property
@@ -219,6 +221,8 @@ class ModelSpec:
     def spec_hash(self) -> str:
         """Identity of what gets measured: build, test settings and weights — not reported numbers."""
         payload = {"build": self.build.as_dict(), "test": self.test.as_dict(), "weights": self.weights}
+        if self.weights_adapter:
+            payload["weights_adapter"] = self.weights_adapter
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -324,6 +328,7 @@ def _model_spec(raw: Any, where: str, family: str, collections: set[str], index:
         config=raw.get("Config"),
         weights=raw.get("Weights"),
         weights_sha256=sha.lower() if sha else None,
+        weights_adapter=raw.get("Weights Adapter"),
         reported=_reported(raw["Results"], where, name) if "Results" in raw else (),
     )
 

@@ -21,6 +21,7 @@ from segbench.stats import latency_summary
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "model_zoo.md.j2"
 _ENV_FIELDS = ("cpu", "torch_threads", "torch", "cuda", "cudnn", "driver", "segbench", "git_commit", "date")
 _RECORD_COLUMNS = ("hardware", "device_name", "record", "measured_size", "images", "warmup", "error", "miou_measured",
+                   "miou_ms_flip_measured", "miou_demo", "iou", "classes", "eval_images", "eval_split", "eval_demo",
                    "params_m", "gmacs", "gmacs_thop", "latency_median_ms", "latency_p90_ms", "fps", "memory_mb")  # fmt: skip
 
 
@@ -75,8 +76,21 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
         latency_std_ms=stats["std_ms"],
         fps=stats["fps"],
         memory_mb=memory["peak_allocated_bytes"] / 2**20 if memory.get("measured") else None,
-        miou_measured=(record.get("accuracy") or {}).get("miou"),
     )
+    accuracy, ms_flip = record.get("accuracy"), record.get("accuracy_ms_flip") or {}
+    if accuracy:
+        # Random weights or synthetic data give a number that proves the pipeline, not a model's accuracy.
+        demo = accuracy["is_synthetic"] or settings["weights"] == "random-init"
+        row.update(
+            miou_measured=None if demo else accuracy["miou"],
+            miou_ms_flip_measured=None if demo else ms_flip.get("miou"),
+            miou_demo=accuracy["miou"] if demo else None,
+            iou=accuracy["iou"],
+            classes=accuracy["classes"],
+            eval_images=accuracy["num_images"],
+            eval_split=accuracy["split"],
+            eval_demo=demo,
+        )
     return row
 
 
@@ -102,6 +116,7 @@ def load_frame(results_dir: str | Path, zoo_dir: str | Path) -> pd.DataFrame:
     for column in _RECORD_COLUMNS:
         if column not in frame:
             frame[column] = None
+    frame["miou_diff"] = frame["miou_measured"] - frame["miou_reported"]
     frame["miou"] = frame["miou_measured"].where(frame["miou_measured"].notna(), frame["miou_reported"])
     frame["miou_is_measured"] = frame["miou_measured"].notna()
     return frame.sort_values(["order", "hardware"], na_position="last", kind="stable").reset_index(drop=True)
@@ -146,7 +161,11 @@ def render_markdown(frame: pd.DataFrame, template: str | Path | None = None) -> 
         if r["status"] != "failed":
             families.setdefault(r["collection"], []).append(r)
     timing = {hw: sorted({f"{int(r['images'])} after {int(r['warmup'])} warm-up" for r in measured if r["hardware"] == hw}) for hw in hardware}
+    with_iou = [r for r in measured if r["iou"]]
+    per_class = [r for r in with_iou if r["classes"] == with_iou[0]["classes"]]
     return env.get_template(template.name).render(
+        classes=per_class[0]["classes"] if per_class else [],
+        per_class=per_class,
         summary=sorted(measured, key=lambda r: (r["hardware"], -(r["miou"] or 0), r["model"])),
         families=families,
         failures=[r for r in records if r["status"] == "failed"],

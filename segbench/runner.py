@@ -1,7 +1,9 @@
-"""A benchmark sweep: for each selected model build, count, time, measure memory, and write a record.
+"""A benchmark sweep: for each selected model build, load weights, count, time, measure memory,
+optionally evaluate mIoU, and write a record.
 
 One model's failure (bad manifest entry, build error, out of memory, shape error) becomes a
-failure record and a row in the summary; the sweep goes on.
+failure record and a row in the summary; the sweep goes on. Under torchrun every rank builds
+the model and evaluates its shard of the dataset; rank 0 alone profiles and writes records.
 """
 
 from __future__ import annotations
@@ -13,16 +15,34 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from segbench.build import build_model
+from segbench.checkpoint import load_checkpoint
+from segbench.cityscapes import CityscapesDataset, dataset_root
 from segbench.complexity import count_macs, count_params
 from segbench.environment import collect_environment
 from segbench.errors import SegbenchError
 from segbench.manifest import ModelSpec
 from segbench.records import SCHEMA_VERSION, is_current, read_record, record_path, reusable_complexity, write_record
-from segbench.timing import cudnn_flags, peak_memory, time_predictions, whole_image_predictor
+from segbench.evaluate import evaluate
+from segbench.inference import inference_settings, logits_at_input_size
+from segbench.timing import cudnn_flags, peak_memory, time_predictions
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Where and how to measure mIoU: a Cityscapes-layout root, a split, and optionally ms+flip."""
+
+    data_root: str
+    split: str = "val"
+    ms_flip: bool = False
+    workers: int = 2
+
+    def as_settings(self) -> dict[str, Any]:
+        return {"data_root": self.data_root, "split": self.split, "ms_flip": self.ms_flip, "world_size": world_size()}
 
 
 @dataclass(frozen=True)
@@ -31,6 +51,12 @@ class BenchSettings:
     images: int = 200
     warmup: int = 5
     input_size: tuple[int, int] | None = None  # overrides every manifest's Test.size
+    weights: bool = False  # load each manifest's published weights
+    checkpoint: str | None = None  # one file or URL for the (single) selected model
+    evaluation: Evaluation | None = None
+
+    def weights_source(self, spec: ModelSpec) -> str | None:
+        return self.checkpoint or (spec.weights if self.weights else None)
 
     def for_spec(self, spec: ModelSpec) -> dict[str, Any]:
         """The settings a record stores: everything that changes a measured number."""
@@ -41,7 +67,7 @@ class BenchSettings:
             "input_size": list(size),
             "input_size_from": "override" if self.input_size else "manifest",
             "input": "synthetic",
-            "weights": "random-init",
+            "weights": self.weights_source(spec) or "random-init",
             "dtype": "float32",
             "mode": spec.test.mode,
             "align_corners": spec.test.align_corners,
@@ -50,6 +76,7 @@ class BenchSettings:
             "cudnn_benchmark": False,
             "cudnn_deterministic": True,
             "torch_threads": torch.get_num_threads(),
+            "evaluation": self.evaluation.as_settings() if self.evaluation else None,
         }
 
 
@@ -85,14 +112,25 @@ def resolve_device(device: str | None, gpu: int | None) -> torch.device:
     return resolved
 
 
-def _predictor(spec: ModelSpec, model: torch.nn.Module):
-    if spec.test.mode != "whole":
-        raise SegbenchError(f"{spec.file}: model {spec.name!r}: field 'Test.mode': slide-mode timing is not supported yet")
-    return whole_image_predictor(model, spec.test.align_corners)
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def resolve_evaluation(
+    data_root: str | None, *, requested: bool, split: str, ms_flip: bool, workers: int
+) -> Evaluation | None:
+    """mIoU is measured when a data root is given or asked for (then $CITYSCAPES_DATASET); else None."""
+    if data_root is None and not requested:
+        return None
+    return Evaluation(str(dataset_root(data_root).resolve()), split, ms_flip, workers)
 
 
 def measure(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: dict, progress: Progress, task) -> dict:
-    """Build and measure one model; returns its record. `stage` in the progress text says where a failure happened."""
+    """Build and measure one model; returns its record (on rank 0; other ranks only evaluate)."""
     run_settings = settings.for_spec(spec)
     size = tuple(run_settings["input_size"])
     record: dict[str, Any] = {
@@ -110,7 +148,33 @@ def measure(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: di
 
     progress.update(task, description=f"{spec.name}: building")
     model = build_model(spec)
+    source = settings.weights_source(spec)
+    if source:
+        progress.update(task, description=f"{spec.name}: loading weights")
+        load_checkpoint(model, source, model_name=spec.name, sha256=spec.weights_sha256, adapter=spec.weights_adapter)
+    test = inference_settings(spec.test, size=size)
+    if rank() == 0:
+        _profile(spec, model, settings, test, results_dir, record, progress, task)
+    if settings.evaluation:
+        dataset = CityscapesDataset(settings.evaluation.data_root, settings.evaluation.split)
+        modes = [False, True] if settings.evaluation.ms_flip else [False]
+        for ms_flip in modes:
+            label = "mIoU (ms+flip)" if ms_flip else "mIoU"
+            progress.update(task, description=f"{spec.name}: {label} on {len(dataset)} images", total=None)
+            result = evaluate(
+                model, dataset, inference_settings(spec.test, size=size, multi_scale_flip=ms_flip),
+                device=settings.device, num_workers=settings.evaluation.workers,
+            )  # fmt: skip
+            if result is not None:
+                record["accuracy_ms_flip" if ms_flip else "accuracy"] = result.as_record()
+    record["duration_s"] = round(time.perf_counter() - started, 3)
+    record["status"] = "ok"
+    return record
 
+
+def _profile(spec, model, settings: BenchSettings, test, results_dir: Path, record: dict, progress: Progress, task) -> None:
+    """Params, MACs, latency and peak memory into `record`."""
+    size = tuple(record["settings"]["input_size"])
     reused = reusable_complexity(results_dir, spec.name, spec.spec_hash(), list(size))
     if reused:
         record["params"], record["macs"] = reused["params"], dict(reused["macs"], reused_from=reused["source"])
@@ -121,8 +185,11 @@ def measure(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: di
 
     model.to(settings.device)
     generator = torch.Generator().manual_seed(0)
-    image = torch.randn(1, 3, *size, generator=generator).to(settings.device)
-    predict = _predictor(spec, model)
+    image = torch.randn(1, 3, *size, generator=generator).to(settings.device)  # already normalized
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        return logits_at_input_size(model, x, test).argmax(dim=1)
+
     with cudnn_flags(benchmark=False, deterministic=True):
         progress.update(task, description=f"{spec.name}: timing", total=settings.warmup + settings.images, completed=0)
         samples = time_predictions(
@@ -131,9 +198,6 @@ def measure(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: di
         record["latency"] = {"unit": "s", "samples": samples}
         progress.update(task, description=f"{spec.name}: peak memory")
         record["memory"] = peak_memory(predict, image)
-    record["duration_s"] = round(time.perf_counter() - started, 3)
-    record["status"] = "ok"
-    return record
 
 
 def _failure_record(spec: ModelSpec, run_settings: dict, env: dict, exc: BaseException) -> dict:
@@ -164,13 +228,16 @@ def run_sweep(
     force: bool = False,
     console: Console | None = None,
 ) -> list[Outcome]:
+    writer = rank() == 0
     console = console or Console(stderr=True, soft_wrap=True)
+    if not writer:
+        console = Console(quiet=True)
     env = collect_environment(settings.device)
     hardware = env["hardware"]
     console.print(f"[bold]segbench[/] {len(specs)} model(s) on {settings.device} ({env.get('gpu_name') or env['cpu']}) → {results_dir}/{hardware}/")
     outcomes: list[Outcome] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(*columns, console=console, transient=False, disable=not writer) as progress:
         overall = progress.add_task("models", total=len(specs))
         for spec in specs:
             path = record_path(results_dir, hardware, spec.name)
@@ -186,14 +253,16 @@ def run_sweep(
                 record = measure(spec, settings, results_dir, env, progress, task)
             except Exception as exc:  # noqa: BLE001  (any model error is recorded; the sweep goes on)
                 failure = _failure_record(spec, run_settings, env, exc)
-                write_record(failed_path, failure)
+                if writer:
+                    write_record(failed_path, failure)
                 outcomes.append(Outcome(spec, "failed", failure, failure["error"]["message"]))
                 progress.console.print(f"  [red]FAIL[/] {spec.name}: {failure['error']['message']}")
                 if settings.device.type == "cuda":
                     torch.cuda.empty_cache()
             else:
-                write_record(path, record)
-                failed_path.unlink(missing_ok=True)
+                if writer:
+                    write_record(path, record)
+                    failed_path.unlink(missing_ok=True)
                 outcomes.append(Outcome(spec, "ok", record))
             finally:
                 progress.remove_task(task)

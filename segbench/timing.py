@@ -14,8 +14,6 @@ from typing import Callable, Iterator
 
 import torch
 
-from segbench.layers import resize
-
 Predict = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -30,17 +28,8 @@ def cudnn_flags(*, benchmark: bool = False, deterministic: bool = True) -> Itera
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved
 
 
-def whole_image_predictor(model: torch.nn.Module, align_corners: bool) -> Predict:
-    """Forward, bilinear resize of the logits to the input's (H, W), argmax over classes."""
-
-    def predict(image: torch.Tensor) -> torch.Tensor:
-        logits = model(image)
-        return resize(logits, tuple(image.shape[-2:]), align_corners).argmax(dim=1)
-
-    return predict
-
-
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work; a no-op on CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -58,10 +47,10 @@ def time_predictions(
     samples: list[float] = []
     with torch.inference_mode():
         for i in range(warmup + iterations):
-            _synchronize(device)
+            synchronize(device)
             start = time.perf_counter()
             predict(image)
-            _synchronize(device)
+            synchronize(device)
             elapsed = time.perf_counter() - start
             if i >= warmup:
                 samples.append(elapsed)
@@ -76,12 +65,12 @@ def peak_memory(predict: Predict, image: torch.Tensor) -> dict:
     if device.type != "cuda":
         return {"measured": False, "reason": f"not measured on {device.type}: max_memory_allocated is CUDA-only"}
     with torch.inference_mode():
-        _synchronize(device)
+        synchronize(device)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
         predict(image)
-        _synchronize(device)
+        synchronize(device)
         return {
             "measured": True,
             "static_bytes": int(before),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -10,7 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from segbench.cityscapes import CityscapesDataset
+from segbench.cityscapes import CLASSES, CityscapesDataset
 from segbench.evaluate import evaluate
 from segbench.inference import InferenceSettings, predicted_labels
 from segbench.metrics import confusion_matrix
@@ -42,8 +43,11 @@ def test_single_process_with_workers(synthetic_cityscapes):
     assert result.world_size == 1 and result.dataset_root == str(synthetic_cityscapes)
     assert 0 < result.forward_time_s < result.wall_time_s and result.wall_to_forward > 1
     assert 0 <= result.metrics.miou <= 1 and math.isclose(result.images_per_s, 5 / result.wall_time_s)
-    record = result.as_dict()
-    assert record["confusion"] == result.confusion.tolist() and record["settings"]["mode"] == "whole"
+    record = result.as_record()
+    assert record["confusion"] == result.confusion.tolist() and record["mode"] == "whole"
+    assert record["miou"] == pytest.approx(100 * result.metrics.miou)
+    assert json.loads(json.dumps(record, allow_nan=False)) == record  # JSON-safe: NaN became null
+    assert record["classes"] == list(CLASSES) and len(record["iou"]) == len(CLASSES)
 
 
 def _rank_main(rank: int, world_size: int, root: str, rendezvous: str, out: str) -> None:
