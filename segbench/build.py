@@ -6,6 +6,7 @@ import importlib
 import inspect
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from segbench.errors import SegbenchError, located
@@ -66,10 +67,13 @@ def model_builder(spec: ModelSpec) -> Callable[..., Any]:
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
-    """Construct the model in eval mode on the CPU."""
+    """Construct the model in eval mode on the CPU, with weights drawn from a fixed seed."""
     builder = model_builder(spec)
     try:
-        model = builder(**spec.build.kwargs)
+        # Seeded, so random-init weights are the same in every run and on every torchrun rank.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = builder(**spec.build.kwargs)
     except (TypeError, ValueError) as exc:
         raise SegbenchError(f"{located(spec.file, spec.name, 'Build.kwargs')}: {exc}") from exc
     if not isinstance(model, nn.Module):

@@ -67,6 +67,11 @@ def is_current(record: dict[str, Any], spec_hash: str, settings: dict[str, Any])
     return record.get("status") == "ok" and record.get("spec_hash") == spec_hash and record.get("settings") == settings
 
 
+def is_demo_accuracy(record: dict[str, Any]) -> bool:
+    """An mIoU on synthetic data or from random weights proves the pipeline, not a model's accuracy."""
+    return record["accuracy"]["is_synthetic"] or record["settings"]["weights"] == "random-init"
+
+
 def reusable_complexity(results_dir: Path, model: str, spec_hash: str, input_size: list[int]) -> dict[str, Any] | None:
     """Params and MACs from any hardware's record of the same spec and input size: they do not depend on hardware."""
     for path in sorted(Path(results_dir).glob(f"*/{model}.json")):

@@ -15,7 +15,7 @@ import jinja2
 import pandas as pd
 
 from segbench.manifest import ModelSpec, load_zoo
-from segbench.records import iter_records
+from segbench.records import is_demo_accuracy, iter_records
 from segbench.stats import latency_summary
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "model_zoo.md.j2"
@@ -79,8 +79,7 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
     )
     accuracy, ms_flip = record.get("accuracy"), record.get("accuracy_ms_flip") or {}
     if accuracy:
-        # Random weights or synthetic data give a number that proves the pipeline, not a model's accuracy.
-        demo = accuracy["is_synthetic"] or settings["weights"] == "random-init"
+        demo = is_demo_accuracy(record)
         row.update(
             miou_measured=None if demo else accuracy["miou"],
             miou_ms_flip_measured=None if demo else ms_flip.get("miou"),

@@ -5,16 +5,24 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from segbench.records import is_demo_accuracy
 from segbench.stats import latency_summary
+
+
+def _miou(record: dict) -> str:
+    accuracy = record.get("accuracy")
+    if not accuracy:
+        return "—"
+    return f"{accuracy['miou']:.2f}" + (" demo" if is_demo_accuracy(record) else "")
 
 
 def print_summary(outcomes, console: Console) -> None:
     table = Table(title="segbench summary")
-    for column in ("Model", "Status", "Params (M)", "MACs (G)", "Median (ms)", "p90 (ms)", "FPS", "Mem (MB)", "Note"):
-        table.add_column(column, justify="left" if column in ("Model", "Status", "Note") else "right")
+    for column in ("Model", "Status", "Params (M)", "MACs (G)", "Median (ms)", "p90 (ms)", "FPS", "Mem (MB)", "mIoU", "Note"):
+        table.add_column(column, justify="left" if column in ("Model", "Status", "Note") else "right", no_wrap=column == "Model")
     for o in outcomes:
         if o.status == "failed":
-            table.add_row(o.spec.name, "[red]failed[/]", "", "", "", "", "", "", o.error or "")
+            table.add_row(o.spec.name, "[red]failed[/]", "", "", "", "", "", "", "", o.error or "")
             continue
         r = o.record
         stats = latency_summary(r["latency"]["samples"])
@@ -28,6 +36,7 @@ def print_summary(outcomes, console: Console) -> None:
             f"{stats['p90_ms']:.1f}",
             f"{stats['fps']:.2f}",
             f"{memory['peak_allocated_bytes'] / 2**20:.0f}" if memory.get("measured") else "—",
+            _miou(r),
             "record current" if o.status == "skipped" else "",
         )
     console.print(table)

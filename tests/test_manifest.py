@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from segbench.build import build_model, model_builder
 from segbench.errors import SegbenchError
@@ -120,3 +121,9 @@ def test_spec_hash_ignores_reported_numbers(tmp_path):
     (b,) = load_manifest(write(tmp_path, with_results, "b.yaml"))
     (c,) = load_manifest(write(tmp_path, GOOD + "  Test: {size: [512, 1024]}\n", "c.yaml"))
     assert a.spec_hash() == b.spec_hash() != c.spec_hash()
+
+
+def test_random_init_weights_are_reproducible(tmp_path):
+    (spec,) = load_manifest(write(tmp_path, GOOD))
+    first, second = build_model(spec).state_dict(), build_model(spec).state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
