@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic = sub.add_parser("synthetic-data", help="write a small synthetic dataset in the Cityscapes layout")
     synthetic.add_argument("root", help="directory to write leftImg8bit/ and gtFine/ into")
     synthetic.add_argument("--split", default="val")
-    synthetic.add_argument("--images-per-city", type=_positive, default=4)
+    synthetic.add_argument("--images-per-city", type=_positive, default=2)
     synthetic.add_argument("--size", type=_size, default=(256, 512), help="HxW (default: 256x512)")
     synthetic.add_argument("--seed", type=int, default=0)
     synthetic.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
