@@ -13,13 +13,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-# x column, axis label, file stem, log scale
+# x column, axis label, file stem
 PLOTS = {
-    "latency": ("latency_median_ms", "Latency, median (ms, batch 1)", "miou_vs_latency", True),
-    "macs": ("gmacs", "MACs (G, fvcore: multiply-add = 1)", "miou_vs_macs", True),
-    "params": ("params_m", "Params (M, inference graph)", "miou_vs_params", True),
+    "latency": ("latency_median_ms", "Latency, median (ms, batch 1)", "miou_vs_latency"),
+    "macs": ("gmacs", "MACs (G, fvcore: multiply-add = 1)", "miou_vs_macs"),
+    "params": ("params_m", "Params (M, inference graph)", "miou_vs_params"),
 }
+LOG_SCALE_SPAN = 8  # a log x axis only when the points span more than this factor
 _MARKERS = "osD^vP*Xh<>p"
 
 
@@ -40,7 +42,7 @@ def default_hardware(frame: pd.DataFrame) -> str | None:
 
 def plot_one(frame: pd.DataFrame, kind: str, out_dir: Path, hardware: str | None = None) -> list[Path]:
     """Draw one figure and save it as PNG and PDF; returns the files written (none if no points)."""
-    x, xlabel, stem, log = PLOTS[kind]
+    x, xlabel, stem = PLOTS[kind]
     hardware = hardware or default_hardware(frame)
     # MACs and params do not depend on hardware: one point per model.
     points = _points(frame, x, hardware if kind == "latency" else None).drop_duplicates("model")
@@ -62,11 +64,16 @@ def plot_one(frame: pd.DataFrame, kind: str, out_dir: Path, hardware: str | None
             )  # fmt: skip
         for _, r in rows.iterrows():
             ax.annotate(r["model"].split("_4x")[0], (r[x], r["miou"]), xytext=(4, 3), textcoords="offset points", fontsize=7)
-    if log:
+    if points[x].max() > LOG_SCALE_SPAN * points[x].min():
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.margins(x=0.12, y=0.08)
+    sizes = sorted(points["measured_size"].dropna().unique())
+    if kind != "params" and len(sizes) == 1:
+        xlabel += f", input {sizes[0]} (H×W)"
     ax.set_xlabel(xlabel)
     ax.set_ylabel("Cityscapes val mIoU (%)")
-    title = "mIoU vs " + kind
+    title = "mIoU vs " + {"latency": "latency", "macs": "MACs", "params": "parameters"}[kind]
     if kind == "latency":
         title += f" on {hardware}"
     ax.set_title(title, fontsize=10)

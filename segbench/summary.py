@@ -19,7 +19,10 @@ def _miou(record: dict) -> str:
 def print_summary(outcomes, console: Console) -> None:
     table = Table(title="segbench summary")
     for column in ("Model", "Status", "Params (M)", "MACs (G)", "Median (ms)", "p90 (ms)", "FPS", "Mem (MB)", "mIoU", "Note"):
-        table.add_column(column, justify="left" if column in ("Model", "Status", "Note") else "right", no_wrap=column == "Model")
+        if column == "Model":
+            table.add_column(column, overflow="fold", min_width=20)
+        else:
+            table.add_column(column, justify="left" if column in ("Status", "Note") else "right", no_wrap=True)
     for o in outcomes:
         if o.status == "failed":
             table.add_row(o.spec.name, "[red]failed[/]", "", "", "", "", "", "", "", o.error or "")
@@ -39,4 +42,7 @@ def print_summary(outcomes, console: Console) -> None:
             _miou(r),
             "record current" if o.status == "skipped" else "",
         )
+    # Logs (CI, files) are not terminals: print at a width that fits the table instead of 80 columns.
+    if not console.is_terminal:
+        console.width = max(console.width, 170)
     console.print(table)
