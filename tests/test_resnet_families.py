@@ -121,3 +121,17 @@ def test_dilation_placement_follows_mmsegmentation(output_stride, multi_grid, ex
     for stage, dilations in expected.items():
         assert [block.conv2.dilation[0] for block in getattr(backbone, stage)] == dilations
         assert [block.conv2.padding[0] for block in getattr(backbone, stage)] == dilations
+
+
+@pytest.mark.parametrize(("output_stride", "top_size"), [(8, (8, 16)), (16, (4, 8)), (32, (2, 4))])
+def test_upernet_output_stride_dilates_the_backbone_and_keeps_the_layout(output_stride, top_size):
+    torch.manual_seed(0)
+    model = architecture_builder("upernet_resnet")(depth=18, output_stride=output_stride).eval()
+    image = torch.randn(1, 3, 64, 128)
+    with torch.no_grad():
+        assert tuple(model.backbone(image)[-1].shape[-2:]) == top_size
+        logits = model(image)
+    assert tuple(logits.shape) == (1, 19, 16, 32)  # the fused output stays at stride 4
+    assert torch.isfinite(logits).all()
+    undilated = architecture_builder("upernet_resnet")(depth=18)
+    assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in undilated.state_dict().items()}

@@ -55,14 +55,17 @@ def upernet_resnet(
     depth: int = 50,
     num_classes: int = 19,
     deep_stem: bool = True,
+    output_stride: int = 32,
     auxiliary_head: bool = True,
     align_corners: bool = False,
 ) -> EncoderDecoder:
-    """UPerNet on an undilated ResNet (output stride 32), as mmseg's `upernet_r{depth}` configs.
+    """UPerNet on a ResNet, undilated (output stride 32) as mmseg's `upernet_r{depth}` configs.
 
+    output_stride=8 or 16 dilates the last stages as the dilated families do (the D8/D16 UPerNets
+    of sssegmentation, in mmseg's layout); the head then sees several levels at the same stride.
     Unlike the dilated families, the head widths stay 512 (decode) and 256 (auxiliary) for R-18.
     """
-    backbone = ResNet(depth, deep_stem=deep_stem, output_stride=32)
+    backbone = ResNet(depth, deep_stem=deep_stem, output_stride=output_stride)
     head = UPerHead(tuple(backbone.out_channels), 512, num_classes, align_corners=align_corners)
     aux = auxiliary_fcn_head(backbone, 256, num_classes) if auxiliary_head else None
     return EncoderDecoder(backbone, head, aux, align_corners=align_corners)

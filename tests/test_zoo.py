@@ -1,0 +1,119 @@
+"""The shipped zoo: every manifest validates, every distinct build runs, and mmseg entries match mmseg."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from segbench.build import build_model, model_builder
+from segbench.cli import main
+from segbench.manifest import load_zoo
+
+ZOO = Path(__file__).resolve().parent.parent / "zoo"
+REFERENCE = Path(__file__).parent / "data" / "mmseg-keys"
+SPECS = load_zoo(ZOO)
+
+
+def build_key(spec) -> str:
+    return json.dumps(spec.build.as_dict(), sort_keys=True)
+
+
+# one representative entry per distinct Build, and every entry sharing it
+BUILDS: dict[str, list] = {}
+for _spec in SPECS:
+    BUILDS.setdefault(build_key(_spec), []).append(_spec)
+
+
+def reference_config(name: str) -> str | None:
+    """The mmseg-keys file an entry's model must equal: its own, or that of the same model at 80k iters."""
+    for candidate in (name, re.sub(r"-(?:amp-)?\d+k_", "-80k_", name)):
+        if (REFERENCE / f"{candidate}.keys.txt").is_file():
+            return candidate
+    return None
+
+
+def reference_shapes(config: str) -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for line in (REFERENCE / f"{config}.keys.txt").read_text().splitlines():
+        key, dims = re.fullmatch(r"(\S+) \((.*)\)", line).groups()
+        shapes[key] = tuple(int(d) for d in dims.split(",") if d.strip())
+    return shapes
+
+
+def test_validate_accepts_the_shipped_zoo(capsys):
+    assert main(["validate", "--zoo", str(ZOO)]) == 0
+    assert f"{len(SPECS)} model(s)" in capsys.readouterr().out
+    for spec in SPECS:
+        model_builder(spec)
+
+
+def test_every_entry_reports_an_miou_with_its_source():
+    for spec in SPECS:
+        assert spec.reported, spec.name
+        for result in spec.reported:
+            assert result.miou is not None and 0 < result.miou < 100, spec.name
+            assert result.source, spec.name
+
+
+def test_test_settings_follow_the_training_crop():
+    """769x769 models slide as mmseg tests them (on the 1025x2049 resize); 512x1024 ones run whole."""
+    for spec in SPECS:
+        if spec.crop_size == (769, 769):
+            assert spec.test.mode == "slide" and spec.test.align_corners, spec.name
+            slide = (spec.test.size, spec.test.crop, spec.test.stride)
+            assert slide == ((1025, 2049), (769, 769), (513, 513)), spec.name
+            assert spec.build.kwargs["align_corners"] is True, spec.name
+        else:
+            assert spec.test.mode == "whole" and not spec.test.align_corners, spec.name
+            assert spec.build.kwargs.get("align_corners", False) is False, spec.name
+        if spec.crop_size == (512, 1024) or spec.family == "company":
+            assert spec.test.size == (1024, 2048), spec.name
+
+
+def test_mmseg_entries_point_at_mmseg_v1_2_2():
+    for spec in SPECS:
+        if spec.reported[0].source.startswith("mmsegmentation"):
+            base = "https://github.com/open-mmlab/mmsegmentation/blob/v1.2.2/configs/"
+            assert spec.config == f"{base}{spec.reported[0].source.split('/')[1]}/{spec.name}.py", spec.name
+            assert spec.weights.startswith("https://download.openmmlab.com/mmsegmentation/"), spec.name
+            assert spec.build.kwargs["num_classes"] == 19, spec.name
+
+
+def test_company_entries_carry_no_internal_urls():
+    for path in ZOO.glob("*.yaml"):
+        assert "sensetime" not in path.read_text().lower(), path
+    assert all(s.weights is None for s in SPECS if s.family == "company")
+
+
+def test_every_mmseg_key_reference_but_upernet_r18_is_covered():
+    covered = {reference_config(s.name) for s in SPECS} - {None}
+    references = {p.name.removesuffix(".keys.txt") for p in REFERENCE.glob("*.keys.txt")}
+    assert references - covered == {"upernet_r18_4xb2-80k_cityscapes-512x1024"}  # not in mmseg's metafile
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny inputs run faster on one thread: OpenMP's barriers cost more than the work (10x on a busy host)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("key", sorted(BUILDS), ids=lambda key: BUILDS[key][0].name)
+def test_every_distinct_build_runs_and_matches_mmseg_keys(key):
+    specs = BUILDS[key]
+    torch.manual_seed(0)
+    model = build_model(specs[0])
+    with torch.no_grad():
+        logits = model(torch.randn(1, 3, 64, 128))
+    assert logits.shape[:2] == (1, specs[0].build.kwargs["num_classes"])
+    assert torch.isfinite(logits).all()
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    for config in {reference_config(s.name) for s in specs} - {None}:
+        assert ours == reference_shapes(config), config
