@@ -186,20 +186,22 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from segbench.manifest import load_zoo, select_models
+    from segbench.summary import print_table
 
     specs = select_models(load_zoo(args.zoo), [p for arg in args.models for p in arg.split(",") if p])
     table = Table(title=f"{len(specs)} model(s) in {args.zoo}")
     for column in ("Model", "Family", "Backbone", "Build", "Test (H×W)", "mIoU reported", "Weights"):
-        table.add_column(column, no_wrap=column == "Model")
+        table.add_column(column, overflow="fold", min_width=20 if column == "Model" else None)
     for s in specs:
-        reported = s.reported_on("Cityscapes")
+        reported = s.reported_on("Cityscapes") or (s.reported[0] if s.reported else None)
         test = "×".join(map(str, s.test.size)) + (f" slide {'×'.join(map(str, s.test.crop))}" if s.test.mode == "slide" else "")
         table.add_row(
             s.name, s.family, s.backbone, s.build.architecture or s.build.callable, test,
-            f"{reported.miou:.2f}" if reported and reported.miou is not None else "—",
+            "—" if not reported or reported.miou is None
+            else f"{reported.miou:.2f}" + ("" if reported.dataset == "Cityscapes" else f" ({reported.dataset})"),
             "yes" if s.weights else "no",
         )  # fmt: skip
-    Console().print(table)
+    print_table(Console(), table)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The table printed at the end of a sweep."""
+"""Tables for the terminal: the summary printed at the end of a sweep."""
 
 from __future__ import annotations
 
@@ -43,6 +43,11 @@ def print_summary(outcomes, console: Console) -> None:
             "record current" if o.status == "skipped" else "",
         )
     # Logs (CI, files) are not terminals: print at a width that fits the table instead of 80 columns.
+    print_table(console, table)
+
+
+def print_table(console: Console, table: Table) -> None:
+    """Logs (CI, files) are not terminals: print at a width that fits the table, not 80 columns."""
     if not console.is_terminal:
         console.width = max(console.width, 170)
     console.print(table)
