@@ -140,3 +140,20 @@ def test_multi_scale_flip_averages_probabilities():
 def test_slide_settings_need_crop_and_stride():
     with pytest.raises(ValueError, match="crop_size and stride"):
         InferenceSettings(mode="slide", crop_size=(512, 1024))
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        InferenceSettings(mode="whole"),
+        InferenceSettings(mode="slide", crop_size=(64, 64), stride=(43, 43), align_corners=True),
+    ],
+    ids=["whole", "slide"],
+)
+def test_real_architecture_scores_come_back_at_the_input_size(settings):
+    from segbench.models import architecture_builder
+
+    model = architecture_builder("pspnet_resnet")(depth=18, align_corners=settings.align_corners).eval()
+    images = torch.randint(0, 256, (1, 3, 97, 130), dtype=torch.uint8)
+    scores = class_scores(model, images, settings)
+    assert scores.shape == (1, 19, 97, 130) and torch.isfinite(scores).all()
