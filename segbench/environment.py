@@ -75,6 +75,8 @@ def collect_environment(device) -> dict:
         "device_type": device.type,
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        # Other work on the machine slows every timing; a reader can discount a loaded run.
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "platform": platform.platform(),
