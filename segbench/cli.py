@@ -119,13 +119,34 @@ def _render(args: argparse.Namespace, console) -> None:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    """Write the page (and any other --format); with --check, write nothing and diff against the files."""
     from rich.console import Console
 
-    from segbench.report import load_frame, render_markdown
+    from segbench.export import FORMATS, to_csv, to_json, to_latex
+    from segbench.report import load_frame, render_markdown, stale_diff
 
     results_dir, page, _ = _paths(args)
-    page.write_text(render_markdown(load_frame(results_dir, args.zoo), args.template), encoding="utf-8")
-    Console(stderr=True, soft_wrap=True).print(f"wrote {page}")
+    frame = load_frame(results_dir, args.zoo)
+    writers = {"md": lambda: render_markdown(frame, args.template), "csv": lambda: to_csv(frame),
+               "json": lambda: to_json(frame), "latex": lambda: to_latex(frame)}  # fmt: skip
+    console = Console(stderr=True, soft_wrap=True)
+    stale = []
+    for fmt in dict.fromkeys(args.format):
+        path, text = page.with_name(FORMATS[fmt]), writers[fmt]()
+        if not args.check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            console.print(f"wrote {path}")
+        elif (diff := stale_diff(text, path)) is not None:
+            sys.stdout.write(diff)
+            stale.append(path)
+    if stale:
+        command = "segbench render" + (f" --output {args.output}" if args.output != "." else "")
+        command += f" --format {' '.join(dict.fromkeys(args.format))}" if args.format != ["md"] else ""
+        console.print(f"{', '.join(map(str, stale))}: out of date with results/ and zoo/; run `{command}` and commit the result")
+        return 1
+    if args.check:
+        console.print(f"{', '.join(str(page.with_name(FORMATS[f])) for f in dict.fromkeys(args.format))}: up to date")
     return 0
 
 
@@ -222,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     render = sub.add_parser("render", help="render model_zoo.md from records and manifests")
     common(render)
     render.add_argument("--template", help="a jinja2 template to use instead of templates/model_zoo.md.j2")
+    render.add_argument("--format", nargs="+", choices=["md", "csv", "json", "latex"], default=["md"],
+                        help="what to write under --output: model_zoo.md, .csv, .json, .tex (default: md)")  # fmt: skip
+    render.add_argument("--check", action="store_true",
+                        help="write nothing; print a diff and exit 1 when a file differs from what would be rendered")  # fmt: skip
     render.set_defaults(func=cmd_render)
 
     plot = sub.add_parser("plot", help="plot mIoU vs latency, MACs and params (PNG and PDF)")
