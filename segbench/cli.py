@@ -1,4 +1,4 @@
-"""Command line: `segbench bench|validate|list|render|plot`; `python bench.py` is `segbench bench`.
+"""Command line: `segbench bench|validate|list|render|plot|compare`; `python bench.py` is `segbench bench`.
 
 Output layout under --output DIR (default: the current directory):
     DIR/results/<hardware>/<model>.json   one record per model and hardware
@@ -167,6 +167,48 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from segbench.compare import CONFIDENCE, compare_result_sets
+
+    rows, unpaired = compare_result_sets(args.a, args.b, min_change=args.min_change / 100)
+    table = Table(title=f"B / A: {args.b} vs {args.a}")
+    for column in ("Model", "Hardware A → B", "Latency A (ms)", "Latency B (ms)", "B/A", "Verdict", "Mem B/A", "MACs B/A",
+                   "Params B/A", "mIoU B−A"):  # fmt: skip
+        table.add_column(column, no_wrap=column == "Model", justify="left" if column in ("Model", "Hardware A → B", "Verdict") else "right")
+    colour = {"slower": "red", "faster": "green", "within noise": "dim", "too few samples": "yellow"}
+
+    def ratio(value) -> str:
+        return "—" if value is None else f"{value:.3f}"
+
+    for r in rows:
+        lat = r["latency"]
+        hardware = r["hardware_a"] if r["hardware_a"] == r["hardware_b"] else f"{r['hardware_a']} → {r['hardware_b']}"
+        table.add_row(
+            r["model"], hardware,
+            f"{lat.median_a_ms:.2f} [{lat.ci_a_ms[0]:.2f}, {lat.ci_a_ms[1]:.2f}]",
+            f"{lat.median_b_ms:.2f} [{lat.ci_b_ms[0]:.2f}, {lat.ci_b_ms[1]:.2f}]",
+            f"{lat.ratio:.3f}", f"[{colour[lat.verdict]}]{lat.verdict}[/]",
+            ratio(r["memory_ratio"]), ratio(r["macs_ratio"]), ratio(r["params_ratio"]),
+            "—" if r["miou_diff"] is None else f"{r['miou_diff']:+.2f}",
+        )  # fmt: skip
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:  # CI logs: the whole table, not 80 columns of ellipses
+        console.width = max(console.width, 200)
+    console.print(table)
+    console.print(f"latency: median [{CONFIDENCE:.0%} order-statistic interval]; a change is flagged only when the intervals "
+                  f"do not overlap and it is at least {args.min_change:g}%")  # fmt: skip
+    if unpaired:
+        console.print(f"in one set only (not compared): {', '.join(unpaired)}")
+    slower = [r["model"] for r in rows if r["latency"].verdict == "slower"]
+    if slower and args.fail_on_regression:
+        print(f"segbench: latency regression in {len(slower)} model(s): {', '.join(slower)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_synthetic(args: argparse.Namespace) -> int:
     from segbench.cityscapes import write_synthetic_cityscapes
 
@@ -253,6 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
     common(plot)
     plot.add_argument("--hardware", help="hardware slug of the latency plot (default: the one with most records)")
     plot.set_defaults(func=cmd_plot)
+
+    compare = sub.add_parser("compare", help="ratios B/A per model of two result sets; flags latency changes beyond the noise")
+    compare.add_argument("a", help="result set A: an output root, a results/ directory or results/<hardware>")
+    compare.add_argument("b", help="result set B, the same kinds")
+    compare.add_argument("--min-change", type=float, default=2.0,
+                         help="smallest latency change in %% worth flagging, on top of the noise test (default: 2)")  # fmt: skip
+    compare.add_argument("--fail-on-regression", action="store_true", help="exit 1 when any model is flagged slower")
+    compare.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    compare.set_defaults(func=cmd_compare)
 
     synthetic = sub.add_parser("synthetic-data", help="write a small synthetic dataset in the Cityscapes layout")
     synthetic.add_argument("root", help="directory to write leftImg8bit/ and gtFine/ into")
