@@ -153,11 +153,19 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from segbench.manifest import load_zoo, select_models
     from segbench.plots import plot_all
     from segbench.report import load_frame
 
     results_dir, _, plots_dir = _paths(args)
-    written = plot_all(load_frame(results_dir, args.zoo), plots_dir, args.hardware)
+    frame = load_frame(results_dir, args.zoo)
+    if args.models != ["all"]:
+        chosen = {s.name for s in select_models(load_zoo(args.zoo), [p for arg in args.models for p in arg.split(",") if p])}
+        frame = frame[frame["model"].isin(chosen)]
+    written = plot_all(
+        frame, plots_dir, args.hardware, tuple(dict.fromkeys(args.x)), size=args.size, formats=tuple(dict.fromkeys(args.format)),
+        bubble=args.bubble, labels=args.labels, log=args.log,
+    )  # fmt: skip
     console = Console(stderr=True, soft_wrap=True)
     if not written:
         console.print(f"no measured records with an mIoU under {results_dir}: nothing to plot")
@@ -291,9 +299,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write nothing; print a diff and exit 1 when a file differs from what would be rendered")  # fmt: skip
     render.set_defaults(func=cmd_render)
 
-    plot = sub.add_parser("plot", help="plot mIoU vs latency, MACs and params (PNG and PDF)")
+    plot = sub.add_parser("plot", help="plot mIoU vs latency, FPS, MACs, params or memory (PNG, PDF, SVG)")
     common(plot)
-    plot.add_argument("--hardware", help="hardware slug of the latency plot (default: the one with most records)")
+    plot.add_argument("--x", nargs="+", choices=["latency", "fps", "macs", "params", "memory"], default=["latency", "macs", "params"],
+                      help="one figure per cost axis, plots/miou_vs_<x>.<format> (default: latency macs params)")  # fmt: skip
+    plot.add_argument("--y", choices=["miou"], default="miou", help="accuracy axis: mIoU, measured where a record has one, else reported")
+    plot.add_argument("--hardware", nargs="+", help="one hardware slug, or two to draw in one figure (default: the one with most records)")
+    plot.add_argument("--models", nargs="+", default=["all"], help="names, globs or families to plot (default: all)")
+    plot.add_argument("--size", choices=["column", "page"], default="page", help="3.5 in (one column) or 7 in (page) wide (default: page)")
+    plot.add_argument("--format", nargs="+", choices=["png", "pdf", "svg"], default=["png", "pdf"], help="default: png pdf")
+    plot.add_argument("--bubble", action="store_true", help="marker area proportional to params")
+    plot.add_argument("--labels", choices=["auto", "all", "pareto", "none"], default="auto",
+                      help="which points get a name; auto: all up to 25 points, else the Pareto front (default: auto)")  # fmt: skip
+    plot.add_argument("--log", choices=["auto", "on", "off"], default="auto", help="log x axis; auto: when the points span over 8x")
     plot.set_defaults(func=cmd_plot)
 
     compare = sub.add_parser("compare", help="ratios B/A per model of two result sets; flags latency changes beyond the noise")
