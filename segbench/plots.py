@@ -159,7 +159,8 @@ def plot_figure(
     """Draw mIoU against one cost axis and save it in each format; returns the files written (none if no points)."""
     axis = AXES[x]
     available = sorted(frame.loc[frame["status"] == "ok", "hardware"].dropna().unique())
-    hardware = list(hardware or ([default_hardware(frame)] if axis.per_hardware else available))
+    if not hardware:
+        hardware = [default_hardware(frame)] if axis.per_hardware and available else available
     if unknown := [hw for hw in hardware if hw not in available]:
         raise SegbenchError(f"--hardware: no records for {', '.join(unknown)} (have: {', '.join(available) or 'none'})")
     if len(hardware) > 2 and axis.per_hardware:
