@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure  # no pyplot: no GUI backend to pick, faster to import, nothing to close
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
-
-from segbench.errors import SegbenchError  # noqa: E402
+from segbench.errors import SegbenchError
 
 
 @dataclass(frozen=True)
@@ -111,6 +110,8 @@ def _place_labels(ax, fig, texts: list[tuple[str, float, float]], obstacles: lis
         extent = probe.get_window_extent(renderer)
         probe.remove()
         w, h = extent.width, extent.height
+        reach = 56 * to_px + w + h  # no candidate box reaches beyond this: test only the points within it
+        near = [b for b in points if b[2] > x - reach and b[0] < x + reach and b[3] > y - reach and b[1] < y + reach]
         best = None
         for ring, distance in enumerate((4, 9, 16, 26, 40, 56)):
             for dx, dy in directions:
@@ -121,7 +122,7 @@ def _place_labels(ax, fig, texts: list[tuple[str, float, float]], obstacles: lis
                 inside = frame_box.x0 <= box[0] and box[2] <= frame_box.x1 and frame_box.y0 <= box[1] and box[3] <= frame_box.y1
                 if not inside or any(_overlap(box, other) for other in placed):
                     continue
-                cost = sum(_overlap(box, other) for other in points)
+                cost = sum(_overlap(box, other) for other in near)
                 if best is None or cost < best[0]:
                     best = (cost, ring, box)
                 if cost == 0:
@@ -133,11 +134,11 @@ def _place_labels(ax, fig, texts: list[tuple[str, float, float]], obstacles: lis
         _, ring, box = best
         placed.append(box)
         anchor = ax.transData.inverted().transform((x, y))
-        ax.annotate(
-            text, anchor, xytext=((box[0] - x) / to_px, (box[1] - y) / to_px), textcoords="offset points",
-            ha="left", va="bottom", fontsize=fontsize, zorder=4, annotation_clip=False,
-            arrowprops={"arrowstyle": "-", "color": "0.55", "lw": 0.5, "shrinkA": 0, "shrinkB": 2} if ring >= 2 else None,
-        )  # fmt: skip
+        ax.annotate(text, anchor, xytext=((box[0] - x) / to_px, (box[1] - y) / to_px), textcoords="offset points",
+                    ha="left", va="bottom", fontsize=fontsize, zorder=4, annotation_clip=False)  # fmt: skip
+        if ring >= 2:  # a plain line, not an arrow patch: patches clip themselves slowly
+            end = (min(max(x, box[0]), box[2]), min(max(y, box[1]), box[3]))
+            ax.plot(*zip(anchor, ax.transData.inverted().transform(end)), color="0.55", lw=0.5, zorder=2.5)
 
 
 def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
@@ -170,7 +171,7 @@ def plot_figure(
         return []
     width, height, fontsize = SIZES[size]
     rc = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "path", "svg.hashsalt": "segbench", "font.size": fontsize}
-    with plt.rc_context(rc):
+    with matplotlib.rc_context(rc):
         fig = _draw(points, axis, hardware if axis.per_hardware else [], (width, height), fontsize, bubble, labels, log)
         stem = f"miou_vs_{x}"
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -179,12 +180,13 @@ def plot_figure(
             path = out_dir / f"{stem}.{ext}"
             fig.savefig(path, dpi=200 if size == "column" else 150, metadata=_METADATA[ext])
             written.append(path)
-        plt.close(fig)
     return written
 
 
 def _draw(points: pd.DataFrame, axis: Axis, hardware: list[str], figsize, fontsize: float, bubble: bool, labels: str, log: str):
-    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)  # measures text for the label placement
+    ax = fig.subplots()
     families = sorted(points["collection"].unique())
     style = {family: (f"C{i % 10}", _MARKERS[i % len(_MARKERS)]) for i, family in enumerate(families)}
     base = 34 if figsize[0] > 4 else 20
@@ -229,7 +231,7 @@ def _draw(points: pd.DataFrame, axis: Axis, hardware: list[str], figsize, fontsi
     ax.grid(True, which="major", alpha=0.3)
     fig.legend(handles=_legend_handles(points, style, hardware, bubble), loc="outside lower center",
                ncols=4 if figsize[0] > 4 else 2, fontsize=fontsize * 0.85, frameon=False)  # fmt: skip
-    fig.canvas.draw()  # run the layout once, then freeze it so label positions stay where they were computed
+    fig.draw_without_rendering()  # run the layout once, then freeze it so label positions stay where they were computed
     fig.set_layout_engine("none")
     if labels != "none":
         first_hw = points[points["_hw"] == 0]

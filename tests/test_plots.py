@@ -3,7 +3,6 @@
 import itertools
 import re
 
-import matplotlib.pyplot as plt
 import pytest
 from matplotlib.text import Text
 
@@ -42,7 +41,6 @@ def test_options_write_every_format_with_fonts_embedded(synthetic):
     assert b"/FontFile2" in pdf and b"/Type3" not in pdf  # TrueType embedded, no Type 3
     svg = (out / "plots" / "miou_vs_fps.svg").read_text()
     assert "<text" not in svg and '<path id="DejaVuSans-' in svg  # glyphs are paths, not text
-    assert plt.get_fignums() == []
 
 
 def test_files_are_byte_identical_across_runs(synthetic, tmp_path):
@@ -69,7 +67,6 @@ def test_labels_overlap_neither_each_other_nor_leave_the_figure(synthetic, x, si
         assert not a.overlaps(b), (a, b)
     figure = fig.bbox
     assert all(figure.x0 <= b.x0 and b.x1 <= figure.x1 and figure.y0 <= b.y0 and b.y1 <= figure.y1 for b in boxes)
-    plt.close(fig)
 
 
 def test_filters_and_errors(synthetic, capsys):
