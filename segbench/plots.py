@@ -48,7 +48,6 @@ AXES = {
 DEFAULT_X = ("latency", "macs", "params")
 # width, height (inches), font size (pt): one column of a two-column paper, or the full page width
 SIZES = {"column": (3.5, 2.9, 7.0), "page": (7.0, 4.4, 9.0)}
-FORMATS = ("png", "pdf", "svg")
 LOG_SCALE_SPAN = 8  # --log auto: a log x axis only when the points span more than this factor
 MAX_AUTO_LABELS = 25  # --labels auto: every point up to this many, else the Pareto front only
 _MARKERS = "osD^vP*Xh<>p"
