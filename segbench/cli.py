@@ -1,4 +1,4 @@
-"""Command line: `segbench bench|validate|list|render|plot`; `python bench.py` is `segbench bench`.
+"""Command line: `segbench bench|validate|list|render|plot|compare`; `python bench.py` is `segbench bench`.
 
 Output layout under --output DIR (default: the current directory):
     DIR/results/<hardware>/<model>.json   one record per model and hardware
@@ -119,30 +119,101 @@ def _render(args: argparse.Namespace, console) -> None:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    """Write the page (and any other --format); with --check, write nothing and diff against the files."""
     from rich.console import Console
 
-    from segbench.report import load_frame, render_markdown
+    from segbench.export import FORMATS, to_csv, to_json, to_latex
+    from segbench.report import load_frame, render_markdown, stale_diff
 
     results_dir, page, _ = _paths(args)
-    page.write_text(render_markdown(load_frame(results_dir, args.zoo), args.template), encoding="utf-8")
-    Console(stderr=True, soft_wrap=True).print(f"wrote {page}")
+    frame = load_frame(results_dir, args.zoo)
+    writers = {"md": lambda: render_markdown(frame, args.template), "csv": lambda: to_csv(frame),
+               "json": lambda: to_json(frame), "latex": lambda: to_latex(frame)}  # fmt: skip
+    console = Console(stderr=True, soft_wrap=True)
+    stale = []
+    for fmt in dict.fromkeys(args.format):
+        path, text = page.with_name(FORMATS[fmt]), writers[fmt]()
+        if not args.check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            console.print(f"wrote {path}")
+        elif (diff := stale_diff(text, path)) is not None:
+            sys.stdout.write(diff)
+            stale.append(path)
+    if stale:
+        command = "segbench render" + (f" --output {args.output}" if args.output != "." else "")
+        command += f" --format {' '.join(dict.fromkeys(args.format))}" if args.format != ["md"] else ""
+        console.print(f"{', '.join(map(str, stale))}: out of date with results/ and zoo/; run `{command}` and commit the result")
+        return 1
+    if args.check:
+        console.print(f"{', '.join(str(page.with_name(FORMATS[f])) for f in dict.fromkeys(args.format))}: up to date")
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from segbench.manifest import load_zoo, select_models
     from segbench.plots import plot_all
     from segbench.report import load_frame
 
     results_dir, _, plots_dir = _paths(args)
-    written = plot_all(load_frame(results_dir, args.zoo), plots_dir, args.hardware)
+    frame = load_frame(results_dir, args.zoo)
+    if args.models != ["all"]:
+        chosen = {s.name for s in select_models(load_zoo(args.zoo), [p for arg in args.models for p in arg.split(",") if p])}
+        frame = frame[frame["model"].isin(chosen)]
+    written = plot_all(
+        frame, plots_dir, args.hardware, tuple(dict.fromkeys(args.x)), size=args.size, formats=tuple(dict.fromkeys(args.format)),
+        bubble=args.bubble, labels=args.labels, log=args.log,
+    )  # fmt: skip
     console = Console(stderr=True, soft_wrap=True)
     if not written:
         console.print(f"no measured records with an mIoU under {results_dir}: nothing to plot")
         return 1
     for path in written:
         console.print(f"wrote {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from segbench.compare import CONFIDENCE, compare_result_sets
+
+    rows, unpaired = compare_result_sets(args.a, args.b, min_change=args.min_change / 100)
+    table = Table(title=f"B / A: {args.b} vs {args.a}")
+    for column in ("Model", "Hardware A → B", "Latency A (ms)", "Latency B (ms)", "B/A", "Verdict", "Mem B/A", "MACs B/A",
+                   "Params B/A", "mIoU B−A"):  # fmt: skip
+        table.add_column(column, no_wrap=column == "Model", justify="left" if column in ("Model", "Hardware A → B", "Verdict") else "right")
+    colour = {"slower": "red", "faster": "green", "within noise": "dim", "too few samples": "yellow"}
+
+    def ratio(value) -> str:
+        return "—" if value is None else f"{value:.3f}"
+
+    for r in rows:
+        lat = r["latency"]
+        hardware = r["hardware_a"] if r["hardware_a"] == r["hardware_b"] else f"{r['hardware_a']} → {r['hardware_b']}"
+        table.add_row(
+            r["model"], hardware,
+            f"{lat.median_a_ms:.2f} [{lat.ci_a_ms[0]:.2f}, {lat.ci_a_ms[1]:.2f}]",
+            f"{lat.median_b_ms:.2f} [{lat.ci_b_ms[0]:.2f}, {lat.ci_b_ms[1]:.2f}]",
+            f"{lat.ratio:.3f}", f"[{colour[lat.verdict]}]{lat.verdict}[/]",
+            ratio(r["memory_ratio"]), ratio(r["macs_ratio"]), ratio(r["params_ratio"]),
+            "—" if r["miou_diff"] is None else f"{r['miou_diff']:+.2f}",
+        )  # fmt: skip
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:  # CI logs: the whole table, not 80 columns of ellipses
+        console.width = max(console.width, 200)
+    console.print(table)
+    console.print(f"latency: median [{CONFIDENCE:.0%} order-statistic interval]; a change is flagged only when the intervals "
+                  f"do not overlap and it is at least {args.min_change:g}%")  # fmt: skip
+    if unpaired:
+        console.print(f"in one set only (not compared): {', '.join(unpaired)}")
+    slower = [r["model"] for r in rows if r["latency"].verdict == "slower"]
+    if slower and args.fail_on_regression:
+        print(f"segbench: latency regression in {len(slower)} model(s): {', '.join(slower)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -224,12 +295,35 @@ def build_parser() -> argparse.ArgumentParser:
     render = sub.add_parser("render", help="render model_zoo.md from records and manifests")
     common(render)
     render.add_argument("--template", help="a jinja2 template to use instead of templates/model_zoo.md.j2")
+    render.add_argument("--format", nargs="+", choices=["md", "csv", "json", "latex"], default=["md"],
+                        help="what to write under --output: model_zoo.md, .csv, .json, .tex (default: md)")  # fmt: skip
+    render.add_argument("--check", action="store_true",
+                        help="write nothing; print a diff and exit 1 when a file differs from what would be rendered")  # fmt: skip
     render.set_defaults(func=cmd_render)
 
-    plot = sub.add_parser("plot", help="plot mIoU vs latency, MACs and params (PNG and PDF)")
+    plot = sub.add_parser("plot", help="plot mIoU vs latency, FPS, MACs, params or memory (PNG, PDF, SVG)")
     common(plot)
-    plot.add_argument("--hardware", help="hardware slug of the latency plot (default: the one with most records)")
+    plot.add_argument("--x", nargs="+", choices=["latency", "fps", "macs", "params", "memory"], default=["latency", "macs", "params"],
+                      help="one figure per cost axis, plots/miou_vs_<x>.<format> (default: latency macs params)")  # fmt: skip
+    plot.add_argument("--y", choices=["miou"], default="miou", help="accuracy axis: mIoU, measured where a record has one, else reported")
+    plot.add_argument("--hardware", nargs="+", help="one hardware slug, or two to draw in one figure (default: the one with most records)")
+    plot.add_argument("--models", nargs="+", default=["all"], help="names, globs or families to plot (default: all)")
+    plot.add_argument("--size", choices=["column", "page"], default="page", help="3.5 in (one column) or 7 in (page) wide (default: page)")
+    plot.add_argument("--format", nargs="+", choices=["png", "pdf", "svg"], default=["png", "pdf"], help="default: png pdf")
+    plot.add_argument("--bubble", action="store_true", help="marker area proportional to params")
+    plot.add_argument("--labels", choices=["auto", "all", "pareto", "none"], default="auto",
+                      help="which points get a name; auto: all up to 25 points, else the Pareto front (default: auto)")  # fmt: skip
+    plot.add_argument("--log", choices=["auto", "on", "off"], default="auto", help="log x axis; auto: when the points span over 8x")
     plot.set_defaults(func=cmd_plot)
+
+    compare = sub.add_parser("compare", help="ratios B/A per model of two result sets; flags latency changes beyond the noise")
+    compare.add_argument("a", help="result set A: an output root, a results/ directory or results/<hardware>")
+    compare.add_argument("b", help="result set B, the same kinds")
+    compare.add_argument("--min-change", type=float, default=2.0,
+                         help="smallest latency change in %% worth flagging, on top of the noise test (default: 2)")  # fmt: skip
+    compare.add_argument("--fail-on-regression", action="store_true", help="exit 1 when any model is flagged slower")
+    compare.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    compare.set_defaults(func=cmd_compare)
 
     synthetic = sub.add_parser("synthetic-data", help="write a small synthetic dataset in the Cityscapes layout")
     synthetic.add_argument("root", help="directory to write leftImg8bit/ and gtFine/ into")

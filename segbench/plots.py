@@ -1,35 +1,57 @@
-"""Accuracy-vs-cost figures (mIoU vs latency, MACs, params) from the same frame as the page.
+"""Accuracy-vs-cost figures for the README and for papers, from the same frame as the page.
 
 A point's mIoU is segbench's measurement where one exists, else the reported number, drawn
-hollow and labelled as reported. No torch here.
+hollow and labelled as reported. Each family has one colour and one marker; the Pareto front
+(the models no other model beats on both axes) is drawn as a staircase; labels are placed by a
+small deterministic search so that they overlap neither each other nor the points. Two
+hardware can share a figure: the second gets black marker edges and a dashed front, and a thin
+line joins a model's two points. No torch here.
+
+Fonts are embedded so that a paper's PDF passes the publishers' checks: PDF with TrueType fonts
+(fonttype 42, never Type 3); SVG with glyphs drawn as paths (svg.fonttype 'path'), because an
+SVG cannot carry a font file, and text left as text ('none') would be drawn in whatever font the
+reader's machine substitutes.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure  # no pyplot: no GUI backend to pick, faster to import, nothing to close
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from segbench.errors import SegbenchError
 
-# x column, axis label, file stem
-PLOTS = {
-    "latency": ("latency_median_ms", "Latency, median (ms, batch 1)", "miou_vs_latency"),
-    "macs": ("gmacs", "MACs (G, fvcore: multiply-add = 1)", "miou_vs_macs"),
-    "params": ("params_m", "Params (M, inference graph)", "miou_vs_params"),
+
+@dataclass(frozen=True)
+class Axis:
+    column: str
+    label: str
+    title: str
+    per_hardware: bool  # latency, fps and memory depend on the hardware; params and MACs do not
+    lower_is_better: bool
+
+
+AXES = {
+    "latency": Axis("latency_median_ms", "Latency, median (ms, batch 1)", "latency", True, True),
+    "fps": Axis("fps", "Throughput (FPS, batch 1)", "FPS", True, False),
+    "macs": Axis("gmacs", "MACs (G, fvcore: multiply-add = 1)", "MACs", False, True),
+    "params": Axis("params_m", "Params (M, inference graph)", "parameters", False, True),
+    "memory": Axis("memory_mb", "Inference memory, peak (MB, batch 1)", "inference memory", True, True),
 }
-LOG_SCALE_SPAN = 8  # a log x axis only when the points span more than this factor
+DEFAULT_X = ("latency", "macs", "params")
+# width, height (inches), font size (pt): one column of a two-column paper, or the full page width
+SIZES = {"column": (3.5, 2.9, 7.0), "page": (7.0, 4.4, 9.0)}
+LOG_SCALE_SPAN = 8  # --log auto: a log x axis only when the points span more than this factor
+MAX_AUTO_LABELS = 25  # --labels auto: every point up to this many, else the Pareto front only
 _MARKERS = "osD^vP*Xh<>p"
-
-
-def _points(frame: pd.DataFrame, x: str, hardware: str | None) -> pd.DataFrame:
-    rows = frame[(frame["status"] == "ok") & frame[x].notna() & frame["miou"].notna()]
-    if hardware is not None:
-        rows = rows[rows["hardware"] == hardware]
-    return rows
+_METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}, "svg": {"Date": None}}
 
 
 def default_hardware(frame: pd.DataFrame) -> str | None:
@@ -40,54 +62,204 @@ def default_hardware(frame: pd.DataFrame) -> str | None:
     return sorted(counts.index, key=lambda hw: (-counts[hw], hw))[0]
 
 
-def plot_one(frame: pd.DataFrame, kind: str, out_dir: Path, hardware: str | None = None) -> list[Path]:
-    """Draw one figure and save it as PNG and PDF; returns the files written (none if no points)."""
-    x, xlabel, stem = PLOTS[kind]
-    hardware = hardware or default_hardware(frame)
-    # MACs and params do not depend on hardware: one point per model.
-    points = _points(frame, x, hardware if kind == "latency" else None).drop_duplicates("model")
+def pareto_front(xs: list[float], ys: list[float], lower_is_better: bool = True) -> list[int]:
+    """Indices of the points no other point beats on both axes, in increasing x.
+
+    Cost axes (lower x better) give the upper-left staircase; fps (higher x better) the upper-right.
+    """
+    order = sorted(range(len(xs)), key=lambda i: (xs[i], -ys[i]) if lower_is_better else (-xs[i], -ys[i]))
+    front, best = [], -math.inf
+    for i in order:
+        if ys[i] > best:
+            front.append(i)
+            best = ys[i]
+    return sorted(front, key=lambda i: xs[i])
+
+
+def _short_name(model: str) -> str:
+    """mmseg names carry the schedule and dataset after '_4x...'; the plot needs the model part."""
+    return model.split("_4x")[0]
+
+
+def _select_points(frame: pd.DataFrame, axis: Axis, hardware: list[str]) -> pd.DataFrame:
+    rows = frame[(frame["status"] == "ok") & frame[axis.column].notna() & frame["miou"].notna()]
+    rows = rows[rows["hardware"].isin(hardware)]
+    if not axis.per_hardware:  # the same figure on every hardware: one point per model
+        rows = rows.drop_duplicates("model")
+    return rows
+
+
+def _place_labels(ax, fig, texts: list[tuple[str, float, float]], obstacles: list[tuple[float, float, float]], fontsize: float) -> None:
+    """Put each label at the first candidate offset that overlaps no placed label, no point and stays inside the axes.
+
+    Candidates are rings of 8 directions at growing distance. When no candidate is free of points,
+    the one overlapping them least wins; a label that would cover another label or leave the axes
+    is left out rather than drawn illegibly (the caller puts the Pareto front first, so those
+    keep their names). Deterministic: the same points give the same placement. A label far from
+    its point gets a thin leader line.
+    """
+    renderer = fig.canvas.get_renderer()
+    to_px = fig.dpi / 72.0
+    frame_box = ax.get_window_extent(renderer)
+    points = [(x - r, y - r, x + r, y + r) for x, y, r in obstacles]  # display pixels
+    placed: list[tuple[float, float, float, float]] = []
+    directions = [(1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1), (0, -1), (1, 0), (-1, 0)]
+    for text, x, y in texts:
+        probe = ax.text(0, 0, text, fontsize=fontsize)
+        extent = probe.get_window_extent(renderer)
+        probe.remove()
+        w, h = extent.width, extent.height
+        reach = 56 * to_px + w + h  # no candidate box reaches beyond this: test only the points within it
+        near = [b for b in points if b[2] > x - reach and b[0] < x + reach and b[3] > y - reach and b[1] < y + reach]
+        best = None
+        for ring, distance in enumerate((4, 9, 16, 26, 40, 56)):
+            for dx, dy in directions:
+                # anchor the box at the offset so that it grows away from the point
+                left = x + dx * distance * to_px - (w if dx < 0 else w / 2 if dx == 0 else 0)
+                bottom = y + dy * distance * to_px - (h if dy < 0 else h / 2 if dy == 0 else 0)
+                box = (left, bottom, left + w, bottom + h)
+                inside = frame_box.x0 <= box[0] and box[2] <= frame_box.x1 and frame_box.y0 <= box[1] and box[3] <= frame_box.y1
+                if not inside or any(_overlap(box, other) for other in placed):
+                    continue
+                cost = sum(_overlap(box, other) for other in near)
+                if best is None or cost < best[0]:
+                    best = (cost, ring, box)
+                if cost == 0:
+                    break
+            if best is not None and best[0] == 0:
+                break
+        if best is None:
+            continue
+        _, ring, box = best
+        placed.append(box)
+        anchor = ax.transData.inverted().transform((x, y))
+        ax.annotate(text, anchor, xytext=((box[0] - x) / to_px, (box[1] - y) / to_px), textcoords="offset points",
+                    ha="left", va="bottom", fontsize=fontsize, zorder=4, annotation_clip=False)  # fmt: skip
+        if ring >= 2:  # a plain line, not an arrow patch: patches clip themselves slowly
+            end = (min(max(x, box[0]), box[2]), min(max(y, box[1]), box[3]))
+            ax.plot(*zip(anchor, ax.transData.inverted().transform(end)), color="0.55", lw=0.5, zorder=2.5)
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def plot_figure(
+    frame: pd.DataFrame,
+    x: str,
+    out_dir: Path,
+    *,
+    hardware: list[str] | None = None,
+    size: str = "page",
+    formats: tuple[str, ...] = ("png", "pdf"),
+    bubble: bool = False,
+    labels: str = "auto",
+    log: str = "auto",
+) -> list[Path]:
+    """Draw mIoU against one cost axis and save it in each format; returns the files written (none if no points)."""
+    axis = AXES[x]
+    available = sorted(frame.loc[frame["status"] == "ok", "hardware"].dropna().unique())
+    if not hardware:
+        hardware = [default_hardware(frame)] if axis.per_hardware and available else available
+    if unknown := [hw for hw in hardware if hw not in available]:
+        raise SegbenchError(f"--hardware: no records for {', '.join(unknown)} (have: {', '.join(available) or 'none'})")
+    if len(hardware) > 2 and axis.per_hardware:
+        raise SegbenchError(f"--hardware: at most two in one figure, got {len(hardware)}")
+    points = _select_points(frame, axis, hardware)
     if points.empty:
         return []
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), layout="constrained")
-    families = sorted(points["family"].unique())
-    for i, family in enumerate(families):
-        rows = points[points["family"] == family]
-        colour = f"C{i % 10}"
-        for measured, label_suffix in ((True, "measured"), (False, "reported")):
-            part = rows[rows["miou_is_measured"] == measured]
-            if part.empty:
-                continue
-            ax.scatter(
-                part[x], part["miou"], s=42, marker=_MARKERS[i % len(_MARKERS)],
-                facecolors=colour if measured else "none", edgecolors=colour, linewidths=1.4,
-                label=f"{family} (mIoU {label_suffix})", zorder=3,
-            )  # fmt: skip
-        for _, r in rows.iterrows():
-            ax.annotate(r["model"].split("_4x")[0], (r[x], r["miou"]), xytext=(4, 3), textcoords="offset points", fontsize=7)
-    if points[x].max() > LOG_SCALE_SPAN * points[x].min():
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.margins(x=0.12, y=0.08)
-    sizes = sorted(points["measured_size"].dropna().unique())
-    if kind != "params" and len(sizes) == 1:
-        xlabel += f", input {sizes[0]} (H×W)"
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("Cityscapes val mIoU (%)")
-    title = "mIoU vs " + {"latency": "latency", "macs": "MACs", "params": "parameters"}[kind]
-    if kind == "latency":
-        title += f" on {hardware}"
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for ext, metadata in (("png", {"Software": None}), ("pdf", {"CreationDate": None, "Producer": None})):
-        path = out_dir / f"{stem}.{ext}"
-        fig.savefig(path, dpi=150, metadata=metadata)
-        written.append(path)
-    plt.close(fig)
+    width, height, fontsize = SIZES[size]
+    rc = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "path", "svg.hashsalt": "segbench", "font.size": fontsize}
+    with matplotlib.rc_context(rc):
+        fig = _draw(points, axis, hardware if axis.per_hardware else [], (width, height), fontsize, bubble, labels, log)
+        stem = f"miou_vs_{x}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for ext in formats:
+            path = out_dir / f"{stem}.{ext}"
+            fig.savefig(path, dpi=200 if size == "column" else 150, metadata=_METADATA[ext])
+            written.append(path)
     return written
 
 
-def plot_all(frame: pd.DataFrame, out_dir: Path, hardware: str | None = None) -> list[Path]:
-    return [path for kind in PLOTS for path in plot_one(frame, kind, out_dir, hardware)]
+def _draw(points: pd.DataFrame, axis: Axis, hardware: list[str], figsize, fontsize: float, bubble: bool, labels: str, log: str):
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)  # measures text for the label placement
+    ax = fig.subplots()
+    families = sorted(points["collection"].unique())
+    style = {family: (f"C{i % 10}", _MARKERS[i % len(_MARKERS)]) for i, family in enumerate(families)}
+    base = 34 if figsize[0] > 4 else 20
+    max_params = points["params_m"].max()
+    points = points.assign(
+        _size=(base * 0.4 + base * 6 * points["params_m"] / max_params) if bubble and max_params > 0 else base,
+        _hw=[hardware.index(hw) if hardware else 0 for hw in points["hardware"]],
+    )
+    if len(hardware) == 2:  # the same model on both: a thin line from one to the other
+        pairs = points.pivot_table(index="model", columns="_hw", values=[axis.column, "miou"], aggfunc="first").dropna()
+        for model, r in pairs.iterrows():
+            ax.plot([r[(axis.column, 0)], r[(axis.column, 1)]], [r[("miou", 0)], r[("miou", 1)]], color="0.75", lw=0.6, zorder=1)
+    for (family, measured, hw), part in points.groupby(["collection", "miou_is_measured", "_hw"], sort=True):
+        colour, marker = style[family]
+        ax.scatter(
+            part[axis.column], part["miou"], s=part["_size"], marker=marker, zorder=3,
+            facecolors=colour if measured else "none", edgecolors="black" if hw == 1 else colour,
+            linewidths=0.9 if hw == 1 else 1.2, alpha=0.85 if bubble else 1.0,
+        )  # fmt: skip
+    on_front = set()
+    for hw, part in points.groupby("_hw", sort=True):
+        front = pareto_front(part[axis.column].tolist(), part["miou"].tolist(), axis.lower_is_better)
+        rows = part.iloc[front]
+        ax.step(rows[axis.column], rows["miou"], where="post" if axis.lower_is_better else "pre",
+                color="0.35", lw=0.9, ls="--" if hw == 1 else "-", zorder=2)  # fmt: skip
+        on_front |= set(rows["model"])
+    span = points[axis.column].max() / max(points[axis.column].min(), 1e-12)
+    if log == "on" or (log == "auto" and span > LOG_SCALE_SPAN):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 1-2-5 ticks: a decade alone may hold no tick
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.margins(x=0.08, y=0.1)
+    xlabel = axis.label
+    sizes = sorted(points["measured_size"].dropna().unique())
+    if axis.column != "params_m" and len(sizes) == 1:
+        xlabel += f", input {sizes[0]} (H×W)"
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("Cityscapes val mIoU (%)")
+    title = f"mIoU vs {axis.title}" + (f" on {' and '.join(hardware)}" if hardware else "")
+    ax.set_title(title, fontsize=fontsize)
+    ax.grid(True, which="major", alpha=0.3)
+    fig.legend(handles=_legend_handles(points, style, hardware, bubble), loc="outside lower center",
+               ncols=4 if figsize[0] > 4 else 2, fontsize=fontsize * 0.85, frameon=False)  # fmt: skip
+    fig.draw_without_rendering()  # run the layout once, then freeze it so label positions stay where they were computed
+    fig.set_layout_engine("none")
+    if labels != "none":
+        first_hw = points[points["_hw"] == 0]
+        chosen = first_hw if labels == "all" or (labels == "auto" and len(first_hw) <= MAX_AUTO_LABELS) else points[points["model"].isin(on_front)]
+        chosen = chosen.drop_duplicates("model").assign(_rest=lambda c: ~c["model"].isin(on_front))
+        chosen = chosen.sort_values(["_rest", axis.column, "miou"])  # the Pareto front first: it keeps its names
+        to_display = ax.transData.transform
+        texts = [(_short_name(r["model"]), *to_display((r[axis.column], r["miou"]))) for _, r in chosen.iterrows()]
+        obstacles = [(*to_display((r[axis.column], r["miou"])), math.sqrt(r["_size"]) / 2 * fig.dpi / 72 + 1)
+                     for _, r in points.iterrows()]  # fmt: skip
+        _place_labels(ax, fig, texts, obstacles, fontsize * 0.8)
+    return fig
+
+
+def _legend_handles(points: pd.DataFrame, style: dict, hardware: list[str], bubble: bool) -> list[Line2D]:
+    """Families by colour and marker; then what hollow markers, edges and line styles mean."""
+    handles = [Line2D([], [], ls="none", marker=m, color=c, markersize=5, label=family) for family, (c, m) in style.items()]
+    if not points["miou_is_measured"].all():
+        handles.append(Line2D([], [], ls="none", marker="o", mfc="none", color="0.3", markersize=5, label="hollow: mIoU as reported"))
+    for i, hw in enumerate(hardware if len(hardware) == 2 else []):
+        handles.append(Line2D([], [], color="0.35", ls="--" if i else "-", marker="o", mfc="0.8", mec="black" if i else "0.8",
+                              markersize=5, label=f"{hw}" + (" (black edge)" if i else "")))  # fmt: skip
+    if len(hardware) != 2:
+        handles.append(Line2D([], [], color="0.35", ls="-", label="Pareto front"))
+    if bubble:
+        handles.append(Line2D([], [], ls="none", marker="o", mfc="none", color="0.3", markersize=8, label="area ∝ params"))
+    return handles
+
+
+def plot_all(frame: pd.DataFrame, out_dir: Path, hardware: list[str] | None = None, xs: tuple[str, ...] = DEFAULT_X, **options) -> list[Path]:
+    """The default set of figures (mIoU vs latency, MACs, params); options as plot_figure."""
+    return [path for x in xs for path in plot_figure(frame, x, out_dir, hardware=hardware, **options)]

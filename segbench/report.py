@@ -7,6 +7,7 @@ the same records and manifests give the same bytes. No torch here.
 
 from __future__ import annotations
 
+import difflib
 import math
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "model
 _ENV_FIELDS = ("cpu", "torch_threads", "torch", "cuda", "cudnn", "driver", "segbench", "git_commit", "date")
 _RECORD_COLUMNS = ("hardware", "device_name", "record", "measured_size", "images", "warmup", "error", "miou_measured",
                    "miou_ms_flip_measured", "miou_demo", "iou", "classes", "eval_images", "eval_split", "eval_demo",
-                   "params_m", "gmacs", "gmacs_thop", "latency_median_ms", "latency_p90_ms", "fps", "memory_mb")  # fmt: skip
+                   "params_m", "gmacs", "gmacs_thop", "latency_median_ms", "latency_p90_ms", "fps", "memory_mb",
+                   "train_mem_gb_measured")  # fmt: skip
 
 
 def _spec_columns(spec: ModelSpec, order: int) -> dict[str, Any]:
@@ -48,6 +50,14 @@ def _spec_columns(spec: ModelSpec, order: int) -> dict[str, Any]:
     }
 
 
+def _peak_gb(measurement: Any) -> float | None:
+    """Peak allocated GB of an optional memory pass (e.g. training), None when absent or not measured."""
+    if not isinstance(measurement, dict) or not measurement.get("measured"):
+        return None
+    peak = measurement.get("peak_allocated_bytes")
+    return peak / 2**30 if peak is not None else None
+
+
 def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> dict[str, Any]:
     env, settings = record["environment"], record["settings"]
     row: dict[str, Any] = {
@@ -59,6 +69,11 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
         "measured_size": "×".join(map(str, settings["input_size"])),
         "images": settings["images"],
         "warmup": settings["warmup"],
+        "batch": settings.get("batch_size"),
+        "dtype": settings.get("dtype"),
+        "cudnn": f"benchmark={settings.get('cudnn_benchmark')}, deterministic={settings.get('cudnn_deterministic')}",
+        "input_kind": settings.get("input"),
+        "weights_source": "random-init" if settings.get("weights") == "random-init" else "published",
         **{f"env_{k}": env.get(k) for k in _ENV_FIELDS},
     }
     if record["status"] != "ok":
@@ -76,6 +91,7 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
         latency_std_ms=stats["std_ms"],
         fps=stats["fps"],
         memory_mb=memory["peak_allocated_bytes"] / 2**20 if memory.get("measured") else None,
+        train_mem_gb_measured=_peak_gb(memory.get("training")),
     )
     accuracy, ms_flip = record.get("accuracy"), record.get("accuracy_ms_flip") or {}
     if accuracy:
@@ -139,6 +155,22 @@ def _link(url: Any, text: str) -> str:
     return f"[{text}]({url})" if url.startswith(("http://", "https://")) else f"`{url}`"
 
 
+def _settings_by_hardware(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """The settings behind one hardware's numbers; a setting that varies lists every value."""
+
+    def values(key: str, text=None) -> str:
+        return ", ".join(sorted({(text or (lambda r: str(r[key])))(r) for r in rows if r.get(key) is not None})) or "—"
+
+    return {
+        "timed": values("images", lambda r: f"{int(r['images'])} after {int(r['warmup'])} warm-up"),
+        "batch": values("batch", lambda r: str(int(r["batch"]))),
+        "dtype": values("dtype"),
+        "cudnn": values("cudnn"),
+        "input": values("input_kind"),
+        "weights": values("weights_source"),
+    }
+
+
 def render_markdown(frame: pd.DataFrame, template: str | Path | None = None) -> str:
     template = Path(template or DEFAULT_TEMPLATE)
     env = jinja2.Environment(
@@ -159,7 +191,7 @@ def render_markdown(frame: pd.DataFrame, template: str | Path | None = None) -> 
     for r in records:
         if r["status"] != "failed":
             families.setdefault(r["collection"], []).append(r)
-    timing = {hw: sorted({f"{int(r['images'])} after {int(r['warmup'])} warm-up" for r in measured if r["hardware"] == hw}) for hw in hardware}
+    settings = {hw: _settings_by_hardware([r for r in measured if r["hardware"] == hw]) for hw in hardware}
     with_iou = [r for r in measured if r["iou"]]
     per_class = [r for r in with_iou if r["classes"] == with_iou[0]["classes"]]
     return env.get_template(template.name).render(
@@ -169,5 +201,20 @@ def render_markdown(frame: pd.DataFrame, template: str | Path | None = None) -> 
         families=families,
         failures=[r for r in records if r["status"] == "failed"],
         hardware=dict(sorted(hardware.items())),
-        timing=timing,
+        settings=settings,
     )
+
+
+def stale_diff(rendered: str, path: Path) -> str | None:
+    """A unified diff from the file on disk to the freshly rendered text; None when they are equal.
+
+    A missing file diffs against nothing, so the whole page shows as added.
+    """
+    on_disk = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if on_disk == rendered:
+        return None
+    lines = difflib.unified_diff(
+        on_disk.splitlines(keepends=True), rendered.splitlines(keepends=True),
+        fromfile=f"{path} (on disk)" if path.is_file() else f"{path} (missing)", tofile=f"{path} (rendered)",
+    )  # fmt: skip
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)

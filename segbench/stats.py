@@ -32,3 +32,29 @@ def latency_summary(samples: list[float]) -> dict[str, float]:
         "max_ms": max(ms),
         "fps": len(samples) / math.fsum(samples),
     }
+
+
+def median_ci(samples: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Distribution-free confidence interval of the median from order statistics.
+
+    The number of samples below the true median is Binomial(n, 1/2), so [x_(k+1), x_(n-k)] covers
+    the median with probability 1 - 2·P(B ≤ k); k is the largest trim that keeps this ≥ `confidence`.
+    No assumption about the shape of the distribution (latency is skewed and often bimodal). With
+    too few samples for that confidence (n < 6 at 95%) the whole range is returned.
+    """
+    if not samples:
+        raise ValueError("no samples")
+    ordered = sorted(samples)
+    n = len(ordered)
+    alpha, total, tail, trim = 1.0 - confidence, 2**n, 0, 0
+    for k in range(n // 2):
+        tail += math.comb(n, k)  # tail = 2^n · P(B ≤ k)
+        if 2 * tail / total > alpha:
+            break
+        trim = k
+    return ordered[trim], ordered[n - 1 - trim]
+
+
+def median_ci_exists(n: int, confidence: float = 0.95) -> bool:
+    """Whether n samples are enough for an order-statistic median interval at this confidence."""
+    return n >= 1 and 2 / 2**n <= 1.0 - confidence

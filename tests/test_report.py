@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from segbench.cli import main
+from segbench.export import latex_escape, to_latex
 from segbench.report import load_frame, render_markdown
 from segbench.stats import latency_summary
 
@@ -49,7 +50,7 @@ def test_every_measured_number_traces_to_its_record(measured):
 def test_page_states_units_and_shape_convention(measured):
     zoo, out = measured
     page = render_markdown(load_frame(out / "results", zoo))
-    for fragment in ("1024×2048 (H×W)", "MACs (G)", "Params (M)", "Latency median (ms)", "Mem (MB)",
+    for fragment in ("1024×2048 (H×W)", "MACs (G)", "Params (M)", "Latency median (ms)", "Inference mem (MB)", "Training mem (GB)",
                      "one fused\n  multiply-add counts once", "`cudnn.benchmark=False`", "50.50 (reported)"):  # fmt: skip
         assert fragment in page
     assert "2048x1024" not in page
@@ -77,3 +78,44 @@ def test_render_and_plot_do_not_import_torch(measured):
 def test_plot_with_no_records_says_so(toy_zoo, tmp_path, capsys):
     assert main(["plot", "--zoo", str(toy_zoo), "--output", str(tmp_path)]) == 1
     assert "nothing to plot" in capsys.readouterr().err
+
+
+def test_render_check_passes_when_current_and_fails_with_a_diff_when_stale(measured, capsys):
+    zoo, out = measured
+    args = ["render", "--zoo", str(zoo), "--output", str(out)]
+    assert main([*args, "--check"]) == 1  # missing
+    assert "(missing)" in capsys.readouterr().out
+    assert main(args) == 0
+    assert main([*args, "--check"]) == 0
+    page = out / "model_zoo.md"
+    page.write_text(page.read_text().replace("| toy_a |", "| toy_a_edited |", 1))
+    capsys.readouterr()
+    assert main([*args, "--check"]) == 1
+    captured = capsys.readouterr()
+    assert "-| toy_a_edited |" in captured.out and "+| toy_a |" in captured.out
+    assert "out of date" in captured.err and "`segbench render --output" in captured.err
+    assert "toy_a_edited" in page.read_text()  # --check writes nothing
+
+
+def test_exports_are_deterministic_and_agree_with_the_page(measured):
+    zoo, out = measured
+    args = ["render", "--zoo", str(zoo), "--output", str(out), "--format", "md", "csv", "json", "latex"]
+    assert main(args) == 0
+    first = {p.name: p.read_bytes() for p in out.glob("model_zoo.*")}
+    assert sorted(first) == ["model_zoo.csv", "model_zoo.json", "model_zoo.md", "model_zoo.tex"]
+    assert main(args) == 0 and main([*args, "--check"]) == 0
+    assert {p.name: p.read_bytes() for p in out.glob("model_zoo.*")} == first
+    rows = {r["model"]: r for r in json.loads(first["model_zoo.json"])}
+    record = json.loads(next((out / "results").glob("*/toy_a.json")).read_text())
+    assert rows["toy_a"]["latency_median_ms"] == round(latency_summary(record["latency"]["samples"])["median_ms"], 4)
+    assert rows["toy_a"]["train_batch_size"] == 2 and rows["toy_a"]["miou_reported"] == 50.5
+    assert first["model_zoo.csv"].decode().splitlines()[0].startswith("model,family,backbone,crop_size_hxw,schedule,")
+
+
+def test_latex_table_uses_booktabs_and_escapes(measured):
+    zoo, out = measured
+    tex = to_latex(load_frame(out / "results", zoo))
+    assert [line for line in tex.splitlines() if line in (r"\toprule", r"\midrule", r"\bottomrule")] == [
+        r"\toprule", r"\midrule", r"\bottomrule"]  # fmt: skip
+    assert r"toy\_a & Tiny & 50.50$^\dagger$" in tex and r"mIoU (\%)" in tex and "Latency (ms)" in tex
+    assert latex_escape("a_b & 50% #1 {x}") == r"a\_b \& 50\% \#1 \{x\}"

@@ -1,0 +1,123 @@
+"""Two result sets side by side: ratios B/A per model, and a verdict on latency that respects noise.
+
+A and B are two GPUs, or one GPU before and after a change. A latency difference is flagged only
+when it exceeds what the measured spread of both samples allows:
+
+1. Each side's median gets a distribution-free 95% confidence interval from its raw samples
+   (stats.median_ci: order statistics, no normality assumed — latency is skewed).
+2. B is *slower* when B's whole interval lies above A's, *faster* when below; overlapping
+   intervals are *within noise*. Non-overlap of two 95% intervals is a conservative test (a
+   false alarm rate well under 5% for equal spreads), which is what a CI gate wants.
+3. The change must also reach `min_change` (default 2%): within-run samples cannot see
+   run-to-run drift (GPU clocks, temperature), so a statistically clear 0.5% shift is not a
+   regression worth failing a build for. `--min-change 0` turns the floor off (as pyperf's
+   `compare_to --min-speed`).
+4. Fewer than 6 samples on a side cannot give a 95% interval: the verdict says so and flags nothing.
+
+Params, MACs and memory are single numbers without a spread: their ratios are shown, not judged.
+No torch here.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from segbench.errors import SegbenchError
+from segbench.records import iter_records, read_record
+from segbench.stats import median_ci, median_ci_exists
+
+CONFIDENCE = 0.95
+MIN_CHANGE = 0.02
+
+
+@dataclass(frozen=True)
+class LatencyVerdict:
+    median_a_ms: float
+    median_b_ms: float
+    ci_a_ms: tuple[float, float]
+    ci_b_ms: tuple[float, float]
+    ratio: float  # median B / median A
+    verdict: str  # "slower", "faster", "within noise", "too few samples"
+
+
+def compare_latency(a: list[float], b: list[float], *, min_change: float = MIN_CHANGE, confidence: float = CONFIDENCE) -> LatencyVerdict:
+    """Compare two latency samples (seconds) as the module docstring explains."""
+    ci_a = tuple(1000 * v for v in median_ci(a, confidence))
+    ci_b = tuple(1000 * v for v in median_ci(b, confidence))
+    median_a, median_b = 1000 * statistics.median(a), 1000 * statistics.median(b)
+    ratio = median_b / median_a
+    if not (median_ci_exists(len(a), confidence) and median_ci_exists(len(b), confidence)):
+        verdict = "too few samples"
+    elif ci_b[0] > ci_a[1] and ratio - 1 >= min_change:
+        verdict = "slower"
+    elif ci_b[1] < ci_a[0] and 1 / ratio - 1 >= min_change:
+        verdict = "faster"
+    else:
+        verdict = "within noise"
+    return LatencyVerdict(median_a, median_b, ci_a, ci_b, ratio, verdict)
+
+
+def load_result_set(path: str | Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """Successful records by (model, hardware) from an output root, a results/ directory or one hardware's directory."""
+    path = Path(path)
+    if (path / "results").is_dir():
+        path = path / "results"
+    if not path.is_dir():
+        raise SegbenchError(f"{path}: not a directory of results (expected results/<hardware>/<model>.json)")
+    found = list(iter_records(path)) or [(p, read_record(p)) for p in sorted(path.glob("*.json"))]
+    records = {(r["model"], r["environment"]["hardware"]): r for _, r in found if r.get("status") == "ok"}
+    if not records:
+        raise SegbenchError(f"{path}: no successful records (expected results/<hardware>/<model>.json)")
+    return records
+
+
+def pair_records(a: dict, b: dict) -> list[tuple[dict, dict]]:
+    """Pairs of records of the same model: across hardware when each side has one, else on the same hardware."""
+    hardware_a, hardware_b = {hw for _, hw in a}, {hw for _, hw in b}
+    if len(hardware_a) == 1 and len(hardware_b) == 1:
+        by_model_b = {model: r for (model, _), r in b.items()}
+        return [(r, by_model_b[model]) for (model, _), r in sorted(a.items()) if model in by_model_b]
+    if not hardware_a & hardware_b:
+        raise SegbenchError(
+            f"both sides hold several hardware ({', '.join(sorted(hardware_a))} vs {', '.join(sorted(hardware_b))}) "
+            "and none in common: pass one hardware directory on each side, e.g. results/<hardware>"
+        )
+    return [(r, b[key]) for key, r in sorted(a.items()) if key in b]
+
+
+def _ratio(a: Any, b: Any) -> float | None:
+    return b / a if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a else None
+
+
+def _get(record: dict, *keys: str) -> Any:
+    for key in keys:
+        record = record.get(key) if isinstance(record, dict) else None
+    return record
+
+
+def compare_records(a: dict, b: dict, *, min_change: float = MIN_CHANGE) -> dict[str, Any]:
+    """One row of the comparison: the latency verdict and the ratios of the single-number figures."""
+    miou_a, miou_b = _get(a, "accuracy", "miou"), _get(b, "accuracy", "miou")
+    memory = [_get(r, "memory", "peak_allocated_bytes") if _get(r, "memory", "measured") else None for r in (a, b)]
+    return {
+        "model": a["model"],
+        "hardware_a": a["environment"]["hardware"],
+        "hardware_b": b["environment"]["hardware"],
+        "latency": compare_latency(a["latency"]["samples"], b["latency"]["samples"], min_change=min_change),
+        "memory_ratio": _ratio(*memory),
+        "macs_ratio": _ratio(_get(a, "macs", "fvcore"), _get(b, "macs", "fvcore")),
+        "params_ratio": _ratio(_get(a, "params", "inference"), _get(b, "params", "inference")),
+        "miou_diff": miou_b - miou_a if miou_a is not None and miou_b is not None else None,
+    }
+
+
+def compare_result_sets(path_a: str | Path, path_b: str | Path, *, min_change: float = MIN_CHANGE) -> tuple[list[dict], list[str]]:
+    """Rows for every model in both sets, and the models found on one side only."""
+    a, b = load_result_set(path_a), load_result_set(path_b)
+    pairs = pair_records(a, b)
+    paired = {ra["model"] for ra, _ in pairs}
+    unpaired = sorted(({m for m, _ in a} | {m for m, _ in b}) - paired)
+    return [compare_records(ra, rb, min_change=min_change) for ra, rb in pairs], unpaired

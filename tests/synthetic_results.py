@@ -1,0 +1,56 @@
+"""Many plausible records without measuring anything: a zoo manifest and results/ written with write_record.
+
+For the speed test (hundreds of records) and the plot tests (families, two hardware, a clear
+Pareto front). Numbers are made up but shaped like real ones: bigger backbones cost more and
+score higher; the second hardware is about twice as fast.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import yaml
+
+from segbench.records import write_record
+
+FAMILIES = ("deeplabv3", "fcn", "pspnet", "upernet", "fpn", "deeplabv3plus")
+DEPTHS = {18: (12.0, 0.35, 0.0), 50: (45.0, 1.0, 4.0), 101: (65.0, 1.5, 5.5)}  # params M, cost factor, mIoU bonus
+CLASSES = [f"class_{i}" for i in range(19)]
+
+
+def write_synthetic_results(root: Path, models_per_family: int, hardware: tuple[str, ...], samples: int = 50) -> tuple[Path, Path]:
+    """Write root/zoo/synthetic.yaml and root/results/<hw>/<model>.json; returns (zoo dir, output root)."""
+    rng = random.Random(0)
+    zoo, out = root / "zoo", root / "out"
+    zoo.mkdir(parents=True, exist_ok=True)
+    models, depths = [], list(DEPTHS)
+    for f, family in enumerate(FAMILIES):
+        for i in range(models_per_family):
+            depth = depths[i % 3]
+            name = f"{family}_r{depth}-v{i}_4xb2-80k_cityscapes-512x1024"
+            params, cost, bonus = DEPTHS[depth]
+            reported = round(70 + f * 0.8 + bonus + rng.uniform(-1, 1), 2)
+            models.append({"Name": name, "In Collection": family, "Metadata": {"Architecture": [f"R-{depth}-D8", family],
+                           "Batch Size": 8, "Crop Size": [512, 1024], "Schedule": "80k iters", "Memory (GB)": 6.1 * cost},
+                           "Results": {"Dataset": "Cityscapes", "Metrics": {"mIoU": reported}}, "Config": f"configs/{name}.py",
+                           "Build": {"callable": "toy_models:tiny_segmentor", "kwargs": {"num_classes": 19}}})  # fmt: skip
+            for h, hw in enumerate(hardware):
+                median = 0.02 * cost * (1 + f * 0.15) * (1 + i * 0.01) / (1 + h)
+                record = {
+                    "schema_version": 1, "status": "ok", "model": name, "family": family, "collection": family,
+                    "environment": {"hardware": hw, "device_type": "cuda", "gpu_name": hw.upper(), "cpu": "Xeon",
+                                    "torch": "2.13.0", "cuda": "12.8", "cudnn": 91000, "driver": "570.1", "torch_threads": 8,
+                                    "segbench": "0.1.0", "git_commit": "0" * 40, "date": f"2026-01-0{h + 1}T00:00:00+00:00"},
+                    "settings": {"input_size": [1024, 2048], "images": samples, "warmup": 5, "batch_size": 1, "dtype": "float32",
+                                 "cudnn_benchmark": False, "cudnn_deterministic": True, "input": "synthetic", "weights": "w.pth"},
+                    "params": {"inference": int((params + f * 2 + i * 0.3) * 1e6), "total": int((params + f * 2 + i * 0.3 + 2) * 1e6)},
+                    "macs": {"fvcore": int(cost * 3e11 * (1 + f * 0.2 + i * 0.02)), "thop": int(cost * 3e11)},
+                    "memory": {"measured": True, "peak_allocated_bytes": int(cost * 2**30)},
+                    "latency": {"unit": "s", "samples": [median * rng.lognormvariate(0, 0.03) for _ in range(samples)]},
+                    "accuracy": {"miou": reported + rng.uniform(-0.5, 0.5), "iou": [rng.uniform(40, 95) for _ in CLASSES],
+                                 "classes": CLASSES, "num_images": 500, "split": "val", "is_synthetic": False},
+                }  # fmt: skip
+                write_record(out / "results" / hw / f"{name}.json", record)
+    (zoo / "synthetic.yaml").write_text(yaml.safe_dump({"Collections": [{"Name": f} for f in FAMILIES], "Models": models}, sort_keys=False))
+    return zoo, out
