@@ -63,8 +63,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         weights=args.weights, checkpoint=args.checkpoint, evaluation=evaluation,
     )  # fmt: skip
     results_dir, page, plots_dir = _paths(args)
-    outcomes = run_sweep(specs, settings, results_dir, force=args.force, console=console)
-    if rank() != 0:
+    writer = rank() == 0
+    try:
+        outcomes = run_sweep(specs, settings, results_dir, force=args.force, console=console)
+    finally:
+        _finish_distributed()
+    if not writer:
         return 0
     print_summary(outcomes, console)
     if not args.no_report:
@@ -104,6 +108,15 @@ def _init_distributed(device):
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return device
+
+
+def _finish_distributed() -> None:
+    """Leave the process group cleanly: a torchrun process that exits inside it can abort at shutdown."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _render(args: argparse.Namespace, console) -> None:
