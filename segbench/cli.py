@@ -60,7 +60,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     settings = BenchSettings(
         device=device, images=args.images, warmup=args.warmup, input_size=args.input_size,
-        weights=args.weights, checkpoint=args.checkpoint, evaluation=evaluation,
+        weights=args.weights, checkpoint=args.checkpoint, evaluation=evaluation, dtype=args.dtype,
+        channels_last=args.channels_last, compile=args.compile, train_iters=args.train_iters,
     )  # fmt: skip
     results_dir, page, plots_dir = _paths(args)
     outcomes = run_sweep(specs, settings, results_dir, force=args.force, console=console)
@@ -265,6 +266,10 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="val", help="dataset split for mIoU (default: val)")
     p.add_argument("--ms-flip", action="store_true", help="also measure mIoU(ms+flip): scales 0.5-1.75 and flips")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers for mIoU (default: 2)")
+    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32", help="fp16/bf16: forward under torch.autocast (default: fp32)")
+    p.add_argument("--channels-last", action="store_true", help="model and input in channels_last memory format")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model before timing (compiled during warm-up)")
+    p.add_argument("--train-iters", type=int, default=10, help="timed training steps for training memory and s/iter, CUDA only; 0 skips (default: 10)")
     p.add_argument("--force", action="store_true", help="re-measure models whose record is current")
     p.add_argument("--no-report", action="store_true", help="write records only, no page or plots")
 
