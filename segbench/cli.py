@@ -64,7 +64,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         channels_last=args.channels_last, compile=args.compile, train_iters=args.train_iters,
     )  # fmt: skip
     results_dir, page, plots_dir = _paths(args)
-    outcomes = run_sweep(specs, settings, results_dir, force=args.force, console=console)
+    outcomes = run_sweep(specs, settings, results_dir, force=args.force, isolate=args.isolate, console=console)
     if rank() != 0:
         return 0
     print_summary(outcomes, console)
@@ -270,6 +270,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels-last", action="store_true", help="model and input in channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model before timing (compiled during warm-up)")
     p.add_argument("--train-iters", type=int, default=10, help="timed training steps for training memory and s/iter, CUDA only; 0 skips (default: 10)")
+    p.add_argument("--isolate", action="store_true", help="measure each model in a fresh process: a crash or OOM cannot touch the next")
     p.add_argument("--force", action="store_true", help="re-measure models whose record is current")
     p.add_argument("--no-report", action="store_true", help="write records only, no page or plots")
 

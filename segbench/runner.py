@@ -231,8 +231,6 @@ def _profile(spec, model, settings: BenchSettings, test, results_dir: Path, reco
         after = read_gpu_state(device)
         record["latency"] = dict(latency, distinct_images=len(images))
         record["gpu_state"] = gpu_state_section(before, after, settings.images)
-        for warning in record["gpu_state"].get("warnings", []):
-            progress.console.print(f"  [yellow]warning[/] {spec.name}: {warning}")
         progress.update(task, description=f"{spec.name}: peak memory")
         record["memory"] = peak_memory(stages, images[0].to(device))
 
@@ -268,8 +266,22 @@ def _training(spec: ModelSpec, model, settings: BenchSettings, training: dict[st
         return {"measured": False, "out_of_memory": True, "reason": f"out of memory: {str(exc).splitlines()[0]}"}
 
 
-def _failure_record(spec: ModelSpec, run_settings: dict, env: dict, exc: BaseException) -> dict:
-    oom = isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+def measure_or_failure(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: dict, progress: Progress, task) -> dict:
+    """measure(), or a failure record for any error it raises: one model never ends a sweep."""
+    try:
+        return measure(spec, settings, results_dir, env, progress, task)
+    except Exception as exc:  # noqa: BLE001  (any model error is recorded; the sweep goes on)
+        oom = isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+        return failure_record(
+            spec, settings.for_spec(spec), env,
+            kind="out_of_memory" if oom else type(exc).__name__,
+            message=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            details="".join(traceback.format_exception(exc)),
+        )  # fmt: skip
+
+
+def failure_record(spec: ModelSpec, run_settings: dict, env: dict, *, kind: str, message: str, details: str, **extra) -> dict:
+    """A failed attempt's record: what failed (kind, one-line message, traceback or stderr) and under which settings."""
     return {
         "schema_version": SCHEMA_VERSION,
         "status": "failed",
@@ -280,11 +292,7 @@ def _failure_record(spec: ModelSpec, run_settings: dict, env: dict, exc: BaseExc
         "spec_hash": spec.spec_hash(),
         "settings": run_settings,
         "environment": env,
-        "error": {
-            "kind": "out_of_memory" if oom else type(exc).__name__,
-            "message": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-            "traceback": "".join(traceback.format_exception(exc)),
-        },
+        "error": {"kind": kind, "message": message, "traceback": details, **extra},
     }
 
 
@@ -294,8 +302,14 @@ def run_sweep(
     results_dir: Path,
     *,
     force: bool = False,
+    isolate: bool = False,
     console: Console | None = None,
 ) -> list[Outcome]:
+    """Measure each spec (in a fresh process each with `isolate`) and write its record; skip current ones."""
+    if isolate and world_size() > 1:
+        raise SegbenchError("--isolate: not available under torchrun; run one process per GPU instead")
+    from segbench.isolate import run_isolated
+
     writer = rank() == 0
     console = console or Console(stderr=True, soft_wrap=True)
     if not writer:
@@ -317,14 +331,16 @@ def run_sweep(
                 progress.advance(overall)
                 continue
             task = progress.add_task(spec.name, total=None)
-            try:
-                record = measure(spec, settings, results_dir, env, progress, task)
-            except Exception as exc:  # noqa: BLE001  (any model error is recorded; the sweep goes on)
-                failure = _failure_record(spec, run_settings, env, exc)
+            if isolate:
+                record = run_isolated(spec, settings, results_dir, env, progress, task)
+            else:
+                record = measure_or_failure(spec, settings, results_dir, env, progress, task)
+            progress.remove_task(task)
+            if record["status"] == "failed":
                 if writer:
-                    write_record(failed_path, failure)
-                outcomes.append(Outcome(spec, "failed", failure, failure["error"]["message"]))
-                progress.console.print(f"  [red]FAIL[/] {spec.name}: {failure['error']['message']}")
+                    write_record(failed_path, record)
+                outcomes.append(Outcome(spec, "failed", record, record["error"]["message"]))
+                progress.console.print(f"  [red]FAIL[/] {spec.name}: {record['error']['message']}")
                 if settings.device.type == "cuda":
                     torch.cuda.empty_cache()
             else:
@@ -332,7 +348,7 @@ def run_sweep(
                     write_record(path, record)
                     failed_path.unlink(missing_ok=True)
                 outcomes.append(Outcome(spec, "ok", record))
-            finally:
-                progress.remove_task(task)
+                for warning in record.get("gpu_state", {}).get("warnings", []):
+                    progress.console.print(f"  [yellow]warning[/] {spec.name}: {warning}")
             progress.advance(overall)
     return outcomes
