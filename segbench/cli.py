@@ -1,11 +1,11 @@
-"""Command line: `segbench bench|validate|list|render|plot`; `python bench.py` is `segbench bench`.
+"""Command line: `segbench bench|profile|validate|list|render|plot`; `python bench.py` is `segbench bench`.
 
 Output layout under --output DIR (default: the current directory):
     DIR/results/<hardware>/<model>.json   one record per model and hardware
     DIR/model_zoo.md                      the rendered page
     DIR/plots/miou_vs_{latency,macs,params}.{png,pdf}
 A user error prints one line (no traceback unless --debug) and exits 1; so does a sweep in
-which any model failed. torch is imported only by `bench` and `validate`.
+which any model failed. torch is imported only by `bench`, `profile` and `validate`.
 """
 
 from __future__ import annotations
@@ -147,6 +147,55 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _human(count: float) -> str:
+    """1234567 -> '1.23 M': counts from a bias vector to a backbone in one column."""
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(count) >= scale:
+            return f"{count / scale:.2f} {unit}"
+    return f"{count:.0f}"
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Params and MACs of one model, by fvcore, thop and FlopCounterMode; per module with --breakdown."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from segbench.build import build_model
+    from segbench.complexity import count_macs, count_params, module_breakdown
+    from segbench.manifest import load_zoo, select_models
+
+    specs = select_models(load_zoo(args.zoo), [args.model])
+    if len(specs) != 1:
+        raise SegbenchError(f"profile: {args.model!r} selects {len(specs)} models; name one")
+    spec = specs[0]
+    size = args.input_size or spec.test.size
+    model = build_model(spec)
+    params, macs = count_params(model), count_macs(model, size)
+    console = Console(soft_wrap=True)
+    console.print(f"[bold]{spec.name}[/] at {size[0]}×{size[1]} (H×W), batch 1")
+    console.print(f"params: {_human(params['inference'])} inference, {_human(params['total'])} with auxiliary heads")
+    flop_counter = macs.get("flop_counter_macs")
+    console.print(
+        f"MACs: fvcore {_human(macs['fvcore'])} (primary) · thop {_human(macs['thop'])} (thop/fvcore {macs['thop_over_fvcore']:.4f}) · "
+        + (f"FlopCounterMode/2 {_human(flop_counter)} (fvcore/it {macs['fvcore_over_flop_counter']:.4f})" if flop_counter is not None
+           else f"FlopCounterMode: {macs['flop_counter_error']}")
+    )  # fmt: skip
+    if macs["fvcore_unsupported_ops"]:
+        console.print("not counted by fvcore (elementwise): " + ", ".join(f"{op}×{n}" for op, n in macs["fvcore_unsupported_ops"].items()))
+    if args.breakdown:
+        rows = module_breakdown(model, size, args.depth)
+        total = rows[0]["macs"] or 1
+        table = Table(title=f"params and fvcore MACs per module, depth {args.depth}")
+        for column in ("Module", "Type", "Params", "MACs", "% of MACs"):
+            table.add_column(column, justify="left" if column in ("Module", "Type") else "right")
+        for row in rows:
+            level = row["module"].count(".") + 1 if row["module"] else 0
+            name = "  " * level + (row["module"].rsplit(".", 1)[-1] if row["module"] else "(model)")
+            table.add_row(name, row["type"], _human(row["params"]), _human(row["macs"]), f"{100 * row['macs'] / total:.1f}")
+        console.print(table)
+    return 0
+
+
 def cmd_synthetic(args: argparse.Namespace) -> int:
     from segbench.cityscapes import write_synthetic_cityscapes
 
@@ -219,6 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
     common(bench)
     add_bench_arguments(bench)
     bench.set_defaults(func=cmd_bench)
+
+    profile = sub.add_parser("profile", help="params and MACs of one model (three counters), per module with --breakdown")
+    common(profile, output=False)
+    profile.add_argument("model", help="one zoo model (name or a glob that selects one)")
+    profile.add_argument("--breakdown", action="store_true", help="a table of params and MACs per module")
+    profile.add_argument("--depth", type=int, default=2, help="module depth of the breakdown (0: the model; default: 2)")
+    profile.add_argument("--input-size", type=_size, help="HxW (default: the manifest's test size)")
+    profile.set_defaults(func=cmd_profile)
 
     render = sub.add_parser("render", help="render model_zoo.md from records and manifests")
     common(render)
