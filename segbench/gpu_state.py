@@ -50,6 +50,8 @@ def read_gpu_state(device: torch.device) -> dict[str, Any] | None:
         handle = _nvml_handle(pynvml, device)
         power_mw = _optional(pynvml.nvmlDeviceGetPowerUsage, handle)
         energy_mj = _optional(pynvml.nvmlDeviceGetTotalEnergyConsumption, handle)
+        # "Clocks event reasons" is NVML 12's name for throttle reasons; the old name goes in CUDA 14.
+        reasons = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or pynvml.nvmlDeviceGetCurrentClocksThrottleReasons
         return {
             "sm_clock_mhz": _optional(pynvml.nvmlDeviceGetClockInfo, handle, pynvml.NVML_CLOCK_SM),
             "memory_clock_mhz": _optional(pynvml.nvmlDeviceGetClockInfo, handle, pynvml.NVML_CLOCK_MEM),
@@ -57,7 +59,7 @@ def read_gpu_state(device: torch.device) -> dict[str, Any] | None:
             "temperature_c": _optional(pynvml.nvmlDeviceGetTemperature, handle, pynvml.NVML_TEMPERATURE_GPU),
             "power_w": power_mw / 1000 if power_mw is not None else None,
             "energy_j": energy_mj / 1000 if energy_mj is not None else None,
-            "throttle_reasons": _optional(pynvml.nvmlDeviceGetCurrentClocksThrottleReasons, handle),
+            "throttle_reasons": _optional(reasons, handle),
         }
     except Exception:  # noqa: BLE001  (a handle NVML refuses: report nothing rather than fail the model)
         return None

@@ -162,3 +162,26 @@ def test_cuda_autocast_forward_runs_in_low_precision(dtype):
         assert stages.forward(stages.preprocess(image)).dtype != torch.float32
     timing = time_predictions(stages, [image], torch.device("cuda"), iterations=3)
     assert len(timing["cuda_event_samples"]) == 3
+
+
+def test_nvml_readings_through_a_fake_pynvml(monkeypatch):
+    """The NVML calls and units without a GPU: a stand-in module answers as a driver would."""
+    import types
+
+    from segbench.gpu_state import read_gpu_state
+
+    calls = []
+    fake = types.SimpleNamespace(
+        NVML_CLOCK_SM=1, NVML_CLOCK_MEM=2, NVML_TEMPERATURE_GPU=0,
+        nvmlInit=lambda: calls.append("init"), nvmlShutdown=lambda: calls.append("shutdown"),
+        nvmlDeviceGetHandleByUUID=lambda uuid: 1 / 0, nvmlDeviceGetHandleByIndex=lambda i: f"gpu{i}",
+        nvmlDeviceGetClockInfo=lambda h, kind: {1: 1755, 2: 2619}[kind], nvmlDeviceGetMaxClockInfo=lambda h, kind: 1980,
+        nvmlDeviceGetTemperature=lambda h, kind: 61, nvmlDeviceGetPowerUsage=lambda h: 312_500,
+        nvmlDeviceGetTotalEnergyConsumption=lambda h: 9_000_000, nvmlDeviceGetCurrentClocksEventReasons=lambda h: 1 / 0,
+    )  # fmt: skip
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", fake)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: 1 / 0)
+    state = read_gpu_state(torch.device("cuda", 0))
+    assert state == {"sm_clock_mhz": 1755, "memory_clock_mhz": 2619, "max_sm_clock_mhz": 1980, "temperature_c": 61,
+                     "power_w": 312.5, "energy_j": 9000.0, "throttle_reasons": None}  # fmt: skip
+    assert calls == ["init", "shutdown"]
