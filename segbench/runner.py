@@ -204,7 +204,7 @@ def measure(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: di
 
 
 def _profile(spec, model, settings: BenchSettings, test, results_dir: Path, record: dict, progress: Progress, task) -> None:
-    """Params, MACs, latency and peak memory into `record`."""
+    """Params, MACs, latency (warm-up, then timed stages between two GPU-state readings) and inference memory into `record`."""
     size = tuple(record["settings"]["input_size"])
     reused = reusable_complexity(results_dir, spec.name, spec.spec_hash(), list(size))
     if reused:
