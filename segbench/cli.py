@@ -1,11 +1,11 @@
-"""Command line: `segbench bench|validate|list|render|plot|compare`; `python bench.py` is `segbench bench`.
+"""Command line: `segbench bench|profile|validate|list|render|plot|compare`; `python bench.py` is `segbench bench`.
 
 Output layout under --output DIR (default: the current directory):
     DIR/results/<hardware>/<model>.json   one record per model and hardware
     DIR/model_zoo.md                      the rendered page
     DIR/plots/miou_vs_{latency,macs,params}.{png,pdf}
 A user error prints one line (no traceback unless --debug) and exits 1; so does a sweep in
-which any model failed. torch is imported only by `bench` and `validate`.
+which any model failed. torch is imported only by `bench`, `profile` and `validate`.
 """
 
 from __future__ import annotations
@@ -60,12 +60,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     settings = BenchSettings(
         device=device, images=args.images, warmup=args.warmup, input_size=args.input_size,
-        weights=args.weights, checkpoint=args.checkpoint, evaluation=evaluation,
+        weights=args.weights, checkpoint=args.checkpoint, evaluation=evaluation, dtype=args.dtype,
+        channels_last=args.channels_last, compile=args.compile, train_iters=args.train_iters,
     )  # fmt: skip
     results_dir, page, plots_dir = _paths(args)
     writer = rank() == 0
     try:
-        outcomes = run_sweep(specs, settings, results_dir, force=args.force, console=console)
+        outcomes = run_sweep(specs, settings, results_dir, force=args.force, isolate=args.isolate, console=console)
     finally:
         _finish_distributed()
     if not writer:
@@ -193,6 +194,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from segbench.compare import CONFIDENCE, compare_result_sets
+    from segbench.summary import print_table
 
     rows, unpaired = compare_result_sets(args.a, args.b, min_change=args.min_change / 100)
     table = Table(title=f"B / A: {args.b} vs {args.a}")
@@ -216,9 +218,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "—" if r["miou_diff"] is None else f"{r['miou_diff']:+.2f}",
         )  # fmt: skip
     console = Console(soft_wrap=True)
-    if not console.is_terminal:  # CI logs: the whole table, not 80 columns of ellipses
-        console.width = max(console.width, 200)
-    console.print(table)
+    print_table(console, table)
     console.print(f"latency: median [{CONFIDENCE:.0%} order-statistic interval]; a change is flagged only when the intervals "
                   f"do not overlap and it is at least {args.min_change:g}%")  # fmt: skip
     if unpaired:
@@ -227,6 +227,56 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if slower and args.fail_on_regression:
         print(f"segbench: latency regression in {len(slower)} model(s): {', '.join(slower)}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _human(count: float) -> str:
+    """1234567 -> '1.23 M': counts from a bias vector to a backbone in one column."""
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(count) >= scale:
+            return f"{count / scale:.2f} {unit}"
+    return f"{count:.0f}"
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Params and MACs of one model, by fvcore, thop and FlopCounterMode; per module with --breakdown."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from segbench.build import build_model
+    from segbench.complexity import count_macs, count_params, module_breakdown
+    from segbench.manifest import load_zoo, select_models
+    from segbench.summary import print_table
+
+    specs = select_models(load_zoo(args.zoo), [args.model])
+    if len(specs) != 1:
+        raise SegbenchError(f"profile: {args.model!r} selects {len(specs)} models; name one")
+    spec = specs[0]
+    size = args.input_size or spec.test.size
+    model = build_model(spec)
+    params, macs = count_params(model), count_macs(model, size)
+    console = Console(soft_wrap=True)
+    console.print(f"[bold]{spec.name}[/] at {size[0]}×{size[1]} (H×W), batch 1")
+    console.print(f"params: {_human(params['inference'])} inference, {_human(params['total'])} with auxiliary heads")
+    flop_counter = macs.get("flop_counter_macs")
+    console.print(
+        f"MACs: fvcore {_human(macs['fvcore'])} (primary) · thop {_human(macs['thop'])} (thop/fvcore {macs['thop_over_fvcore']:.4f}) · "
+        + (f"FlopCounterMode/2 {_human(flop_counter)} (fvcore/it {macs['fvcore_over_flop_counter']:.4f})" if flop_counter is not None
+           else f"FlopCounterMode: {macs['flop_counter_error']}")
+    )  # fmt: skip
+    if macs["fvcore_unsupported_ops"]:
+        console.print("not counted by fvcore (elementwise): " + ", ".join(f"{op}×{n}" for op, n in macs["fvcore_unsupported_ops"].items()))
+    if args.breakdown:
+        rows = module_breakdown(model, size, args.depth)
+        total = rows[0]["macs"] or 1
+        table = Table(title=f"params and fvcore MACs per module, depth {args.depth}")
+        for column in ("Module", "Type", "Params", "MACs", "% of MACs"):
+            table.add_column(column, justify="left" if column in ("Module", "Type") else "right")
+        for row in rows:
+            level = row["module"].count(".") + 1 if row["module"] else 0
+            name = "  " * level + (row["module"].rsplit(".", 1)[-1] if row["module"] else "(model)")
+            table.add_row(name, row["type"], _human(row["params"]), _human(row["macs"]), f"{100 * row['macs'] / total:.1f}")
+        print_table(console, table)
     return 0
 
 
@@ -305,6 +355,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_arguments(bench)
     bench.set_defaults(func=cmd_bench)
 
+    profile = sub.add_parser("profile", help="params and MACs of one model (three counters), per module with --breakdown")
+    common(profile, output=False)
+    profile.add_argument("model", help="one zoo model (name or a glob that selects one)")
+    profile.add_argument("--breakdown", action="store_true", help="a table of params and MACs per module")
+    profile.add_argument("--depth", type=int, default=2, help="module depth of the breakdown (0: the model; default: 2)")
+    profile.add_argument("--input-size", type=_size, help="HxW (default: the manifest's test size)")
+    profile.set_defaults(func=cmd_profile)
+
     render = sub.add_parser("render", help="render model_zoo.md from records and manifests")
     common(render)
     render.add_argument("--template", help="a jinja2 template to use instead of templates/model_zoo.md.j2")
@@ -374,6 +432,11 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="val", help="dataset split for mIoU (default: val)")
     p.add_argument("--ms-flip", action="store_true", help="also measure mIoU(ms+flip): scales 0.5-1.75 and flips")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers for mIoU (default: 2)")
+    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32", help="fp16/bf16: forward under torch.autocast (default: fp32)")
+    p.add_argument("--channels-last", action="store_true", help="model and input in channels_last memory format")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model before timing (compiled during warm-up)")
+    p.add_argument("--train-iters", type=int, default=10, help="timed training steps for training memory and s/iter, CUDA only; 0 skips (default: 10)")
+    p.add_argument("--isolate", action="store_true", help="measure each model in a fresh process: a crash or OOM cannot touch the next")
     p.add_argument("--force", action="store_true", help="re-measure models whose record is current")
     p.add_argument("--no-report", action="store_true", help="write records only, no page or plots")
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from segbench.errors import SegbenchError
 from segbench.records import iter_records, read_record
-from segbench.stats import median_ci, median_ci_exists
+from segbench.stats import median_ci
 
 CONFIDENCE = 0.95
 MIN_CHANGE = 0.02
@@ -45,11 +45,13 @@ class LatencyVerdict:
 
 def compare_latency(a: list[float], b: list[float], *, min_change: float = MIN_CHANGE, confidence: float = CONFIDENCE) -> LatencyVerdict:
     """Compare two latency samples (seconds) as the module docstring explains."""
-    ci_a = tuple(1000 * v for v in median_ci(a, confidence))
-    ci_b = tuple(1000 * v for v in median_ci(b, confidence))
+    interval_a, interval_b = median_ci(a, confidence), median_ci(b, confidence)
+    # Too few samples for an interval at this confidence: show the whole range, flag nothing.
+    ci_a = tuple(1000 * v for v in (interval_a[:2] if interval_a else (min(a), max(a))))
+    ci_b = tuple(1000 * v for v in (interval_b[:2] if interval_b else (min(b), max(b))))
     median_a, median_b = 1000 * statistics.median(a), 1000 * statistics.median(b)
     ratio = median_b / median_a
-    if not (median_ci_exists(len(a), confidence) and median_ci_exists(len(b), confidence)):
+    if interval_a is None or interval_b is None:
         verdict = "too few samples"
     elif ci_b[0] > ci_a[1] and ratio - 1 >= min_change:
         verdict = "slower"

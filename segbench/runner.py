@@ -1,5 +1,5 @@
 """A benchmark sweep: for each selected model build, load weights, count, time, measure memory,
-optionally evaluate mIoU, and write a record.
+optionally evaluate mIoU, measure a training step on CUDA, and write a record.
 
 One model's failure (bad manifest entry, build error, out of memory, shape error) becomes a
 failure record and a row in the summary; the sweep goes on. Under torchrun every rank builds
@@ -28,8 +28,11 @@ from segbench.errors import SegbenchError
 from segbench.manifest import ModelSpec
 from segbench.records import SCHEMA_VERSION, is_current, read_record, record_path, reusable_complexity, write_record
 from segbench.evaluate import evaluate
-from segbench.inference import inference_settings, logits_at_input_size
-from segbench.timing import cudnn_flags, peak_memory, time_predictions
+from segbench.gpu_state import gpu_state_section, read_gpu_state
+from segbench.inference import inference_settings
+from segbench.layers import resize
+from segbench.timing import DTYPES, cudnn_flags, peak_memory, prediction_stages, time_predictions
+from segbench.training import AUXILIARY_LOSS_WEIGHT, IGNORE_INDEX, SGD, WARMUP_STEPS, measure_training, per_gpu_batch
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,10 @@ class BenchSettings:
     weights: bool = False  # load each manifest's published weights
     checkpoint: str | None = None  # one file or URL for the (single) selected model
     evaluation: Evaluation | None = None
+    dtype: str = "fp32"  # fp16/bf16: the forward pass under torch.autocast
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the model before timing (compiled during warm-up)
+    train_iters: int = 10  # timed training steps on CUDA; 0 skips training memory and s/iter
 
     def weights_source(self, spec: ModelSpec) -> str | None:
         return self.checkpoint or (spec.weights if self.weights else None)
@@ -66,17 +73,38 @@ class BenchSettings:
             "batch_size": 1,
             "input_size": list(size),
             "input_size_from": "override" if self.input_size else "manifest",
-            "input": "synthetic",
+            "input": "dataset" if self.evaluation else "synthetic",
             "weights": self.weights_source(spec) or "random-init",
-            "dtype": "float32",
+            "dtype": str(DTYPES[self.dtype]).removeprefix("torch."),
+            "autocast": self.dtype != "fp32",
+            "channels_last": self.channels_last,
+            "compile": self.compile,
             "mode": spec.test.mode,
             "align_corners": spec.test.align_corners,
             "images": self.images,
             "warmup": self.warmup,
             "cudnn_benchmark": False,
             "cudnn_deterministic": True,
+            "allow_tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "allow_tf32_cudnn": torch.backends.cudnn.allow_tf32,
             "torch_threads": torch.get_num_threads(),
             "evaluation": self.evaluation.as_settings() if self.evaluation else None,
+            "training": self.training_settings(spec),
+        }
+
+    def training_settings(self, spec: ModelSpec) -> dict[str, Any] | None:
+        """How the training step is measured; None where it is not (CPU, --train-iters 0)."""
+        if self.device.type != "cuda" or not self.train_iters:
+            return None
+        batch, batch_from = per_gpu_batch(spec)
+        return {
+            "crop_size": list(spec.crop_size) if spec.crop_size else None,
+            "batch_size": batch,
+            "batch_size_from": batch_from,
+            "iterations": self.train_iters,
+            "warmup": WARMUP_STEPS,
+            "optimizer": dict(SGD, type="SGD"),
+            "loss": {"type": "cross_entropy", "ignore_index": IGNORE_INDEX, "auxiliary_weight": AUXILIARY_LOSS_WEIGHT},
         }
 
 
@@ -167,13 +195,16 @@ def measure(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: di
             )  # fmt: skip
             if result is not None:
                 record["accuracy_ms_flip" if ms_flip else "accuracy"] = result.as_record()
+    if rank() == 0:
+        progress.update(task, description=f"{spec.name}: training step", total=None)
+        record["training"] = _training(spec, model, settings, record["settings"]["training"])
     record["duration_s"] = round(time.perf_counter() - started, 3)
     record["status"] = "ok"
     return record
 
 
 def _profile(spec, model, settings: BenchSettings, test, results_dir: Path, record: dict, progress: Progress, task) -> None:
-    """Params, MACs, latency and peak memory into `record`."""
+    """Params, MACs, latency (warm-up, then timed stages between two GPU-state readings) and inference memory into `record`."""
     size = tuple(record["settings"]["input_size"])
     reused = reusable_complexity(results_dir, spec.name, spec.spec_hash(), list(size))
     if reused:
@@ -184,24 +215,73 @@ def _profile(spec, model, settings: BenchSettings, test, results_dir: Path, reco
         record["macs"] = count_macs(model, size)
 
     model.to(settings.device)
-    generator = torch.Generator().manual_seed(0)
-    image = torch.randn(1, 3, *size, generator=generator).to(settings.device)  # already normalized
-
-    def predict(x: torch.Tensor) -> torch.Tensor:
-        return logits_at_input_size(model, x, test).argmax(dim=1)
+    if settings.channels_last:
+        model.to(memory_format=torch.channels_last)
+    network = torch.compile(model) if settings.compile else model
+    stages = prediction_stages(network, test, dtype=settings.dtype, channels_last=settings.channels_last)
+    images = timing_images(settings, size)
+    device = settings.device
 
     with cudnn_flags(benchmark=False, deterministic=True):
-        progress.update(task, description=f"{spec.name}: timing", total=settings.warmup + settings.images, completed=0)
-        samples = time_predictions(
-            predict, image, warmup=settings.warmup, iterations=settings.images, on_step=lambda: progress.advance(task)
-        )
-        record["latency"] = {"unit": "s", "samples": samples}
+        progress.update(task, description=f"{spec.name}: warm-up", total=settings.warmup, completed=0)
+        time_predictions(stages, images, device, iterations=settings.warmup, on_step=lambda: progress.advance(task))
+        progress.update(task, description=f"{spec.name}: timing", total=settings.images, completed=0)
+        before = read_gpu_state(device)
+        latency = time_predictions(stages, images, device, iterations=settings.images, on_step=lambda: progress.advance(task))
+        after = read_gpu_state(device)
+        record["latency"] = dict(latency, distinct_images=len(images))
+        record["gpu_state"] = gpu_state_section(before, after, settings.images)
         progress.update(task, description=f"{spec.name}: peak memory")
-        record["memory"] = peak_memory(predict, image)
+        record["memory"] = peak_memory(stages, images[0].to(device))
 
 
-def _failure_record(spec: ModelSpec, run_settings: dict, env: dict, exc: BaseException) -> dict:
-    oom = isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+def timing_images(settings: BenchSettings, size: tuple[int, int]) -> list[torch.Tensor]:
+    """uint8 RGB (1, 3, H, W) images on the CPU at the test size: the first `images` of the
+    dataset's split when one is given (resized as the test pipeline would, outside the timing),
+    else one fixed random image. Each is copied to the device before its clock starts."""
+    if settings.evaluation is None:
+        generator = torch.Generator().manual_seed(0)
+        return [torch.randint(0, 256, (1, 3, *size), generator=generator, dtype=torch.uint8)]
+    dataset = CityscapesDataset(settings.evaluation.data_root, settings.evaluation.split)
+    return [
+        resize(dataset[i][0][None].float(), size, False).round().clamp(0, 255).to(torch.uint8)
+        for i in range(min(settings.images, len(dataset)))
+    ]
+
+
+def _training(spec: ModelSpec, model, settings: BenchSettings, training: dict[str, Any] | None) -> dict[str, Any]:
+    """Training memory and s/iter at the manifest's crop size and per-GPU batch; why not, where not."""
+    if training is None:
+        why = "--train-iters 0" if settings.train_iters == 0 else f"CUDA only, this run is on {settings.device.type}"
+        return {"measured": False, "reason": f"training memory and step time not measured: {why}"}
+    if training["crop_size"] is None or not training["batch_size"]:
+        missing = "Metadata.Crop Size" if training["crop_size"] is None else "Metadata.Batch Size"
+        return {"measured": False, "reason": f"{spec.file}: model {spec.name!r}: field {missing!r}: needed for training memory"}
+    model.to("cpu")  # the inference copy would otherwise count towards the training peak
+    torch.cuda.empty_cache()
+    try:
+        return measure_training(model, settings.device, tuple(training["crop_size"]), training["batch_size"], training["iterations"])
+    except torch.cuda.OutOfMemoryError as exc:
+        torch.cuda.empty_cache()
+        return {"measured": False, "out_of_memory": True, "reason": f"out of memory: {str(exc).splitlines()[0]}"}
+
+
+def measure_or_failure(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: dict, progress: Progress, task) -> dict:
+    """measure(), or a failure record for any error it raises: one model never ends a sweep."""
+    try:
+        return measure(spec, settings, results_dir, env, progress, task)
+    except Exception as exc:  # noqa: BLE001  (any model error is recorded; the sweep goes on)
+        oom = isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+        return failure_record(
+            spec, settings.for_spec(spec), env,
+            kind="out_of_memory" if oom else type(exc).__name__,
+            message=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            details="".join(traceback.format_exception(exc)),
+        )  # fmt: skip
+
+
+def failure_record(spec: ModelSpec, run_settings: dict, env: dict, *, kind: str, message: str, details: str, **extra) -> dict:
+    """A failed attempt's record: what failed (kind, one-line message, traceback or stderr) and under which settings."""
     return {
         "schema_version": SCHEMA_VERSION,
         "status": "failed",
@@ -212,11 +292,7 @@ def _failure_record(spec: ModelSpec, run_settings: dict, env: dict, exc: BaseExc
         "spec_hash": spec.spec_hash(),
         "settings": run_settings,
         "environment": env,
-        "error": {
-            "kind": "out_of_memory" if oom else type(exc).__name__,
-            "message": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-            "traceback": "".join(traceback.format_exception(exc)),
-        },
+        "error": {"kind": kind, "message": message, "traceback": details, **extra},
     }
 
 
@@ -226,8 +302,14 @@ def run_sweep(
     results_dir: Path,
     *,
     force: bool = False,
+    isolate: bool = False,
     console: Console | None = None,
 ) -> list[Outcome]:
+    """Measure each spec (in a fresh process each with `isolate`) and write its record; skip current ones."""
+    if isolate and world_size() > 1:
+        raise SegbenchError("--isolate: not available under torchrun; run one process per GPU instead")
+    from segbench.isolate import run_isolated
+
     writer = rank() == 0
     console = console or Console(stderr=True, soft_wrap=True)
     if not writer:
@@ -249,14 +331,16 @@ def run_sweep(
                 progress.advance(overall)
                 continue
             task = progress.add_task(spec.name, total=None)
-            try:
-                record = measure(spec, settings, results_dir, env, progress, task)
-            except Exception as exc:  # noqa: BLE001  (any model error is recorded; the sweep goes on)
-                failure = _failure_record(spec, run_settings, env, exc)
+            if isolate:
+                record = run_isolated(spec, settings, results_dir, env, progress, task)
+            else:
+                record = measure_or_failure(spec, settings, results_dir, env, progress, task)
+            progress.remove_task(task)
+            if record["status"] == "failed":
                 if writer:
-                    write_record(failed_path, failure)
-                outcomes.append(Outcome(spec, "failed", failure, failure["error"]["message"]))
-                progress.console.print(f"  [red]FAIL[/] {spec.name}: {failure['error']['message']}")
+                    write_record(failed_path, record)
+                outcomes.append(Outcome(spec, "failed", record, record["error"]["message"]))
+                progress.console.print(f"  [red]FAIL[/] {spec.name}: {record['error']['message']}")
                 if settings.device.type == "cuda":
                     torch.cuda.empty_cache()
             else:
@@ -264,7 +348,7 @@ def run_sweep(
                     write_record(path, record)
                     failed_path.unlink(missing_ok=True)
                 outcomes.append(Outcome(spec, "ok", record))
-            finally:
-                progress.remove_task(task)
+                for warning in record.get("gpu_state", {}).get("warnings", []):
+                    progress.console.print(f"  [yellow]warning[/] {spec.name}: {warning}")
             progress.advance(overall)
     return outcomes

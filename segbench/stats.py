@@ -17,44 +17,46 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def median_ci(samples: list[float], confidence: float = 0.95) -> tuple[float, float, float] | None:
+    """(low, high, coverage): a distribution-free confidence interval of the median from order statistics.
+
+    The interval [x_(k), x_(n+1-k)] misses the true median only if k or more samples fall on one
+    side of it, which happens with probability 2·P(Binomial(n, 1/2) < k); k is the largest index
+    that keeps this at or below 1 - confidence, and the exact coverage is returned with the
+    interval. Latency distributions are skewed and multimodal, so no normal approximation.
+    None when n is too small for any interval to reach the confidence (n < 6 at 95%).
+    """
+    n = len(samples)
+    ordered = sorted(samples)
+    total = 2**n
+    k = outside = below = 0  # below: 2^n · P(B <= j), exact in integers; outside: the same at j = k - 1
+    for j in range(n // 2):
+        below += math.comb(n, j)
+        if 2 * below > (1 - confidence) * total:
+            break
+        k, outside = j + 1, below
+    if k == 0:
+        return None
+    miss = 2 * outside / total
+    return ordered[k - 1], ordered[n - k], 1 - miss
+
+
 def latency_summary(samples: list[float]) -> dict[str, float]:
-    """mean, median, p90, std (sample, n-1), min, max in milliseconds, and fps = n / sum of samples."""
+    """mean, median with its 95% confidence interval, p90, std (sample, n-1), min, max in
+    milliseconds, and fps = n / sum of samples."""
     if not samples:
         raise ValueError("no latency samples")
     ms = [s * 1000.0 for s in samples]
+    ci = median_ci(ms)
     return {
         "n": len(ms),
         "mean_ms": statistics.fmean(ms),
         "median_ms": statistics.median(ms),
+        "median_ci95_low_ms": ci[0] if ci else None,
+        "median_ci95_high_ms": ci[1] if ci else None,
         "p90_ms": percentile(ms, 90),
         "std_ms": statistics.stdev(ms) if len(ms) > 1 else 0.0,
         "min_ms": min(ms),
         "max_ms": max(ms),
         "fps": len(samples) / math.fsum(samples),
     }
-
-
-def median_ci(samples: list[float], confidence: float = 0.95) -> tuple[float, float]:
-    """Distribution-free confidence interval of the median from order statistics.
-
-    The number of samples below the true median is Binomial(n, 1/2), so [x_(k+1), x_(n-k)] covers
-    the median with probability 1 - 2·P(B ≤ k); k is the largest trim that keeps this ≥ `confidence`.
-    No assumption about the shape of the distribution (latency is skewed and often bimodal). With
-    too few samples for that confidence (n < 6 at 95%) the whole range is returned.
-    """
-    if not samples:
-        raise ValueError("no samples")
-    ordered = sorted(samples)
-    n = len(ordered)
-    alpha, total, tail, trim = 1.0 - confidence, 2**n, 0, 0
-    for k in range(n // 2):
-        tail += math.comb(n, k)  # tail = 2^n · P(B ≤ k)
-        if 2 * tail / total > alpha:
-            break
-        trim = k
-    return ordered[trim], ordered[n - 1 - trim]
-
-
-def median_ci_exists(n: int, confidence: float = 0.95) -> bool:
-    """Whether n samples are enough for an order-statistic median interval at this confidence."""
-    return n >= 1 and 2 / 2**n <= 1.0 - confidence

@@ -18,18 +18,21 @@ def _miou(record: dict) -> str:
 
 def print_summary(outcomes, console: Console) -> None:
     table = Table(title="segbench summary")
-    for column in ("Model", "Status", "Params (M)", "MACs (G)", "Median (ms)", "p90 (ms)", "FPS", "Mem (MB)", "mIoU", "Note"):
+    for column in ("Model", "Status", "Params (M)", "MACs (G)", "Median (ms)", "p90 (ms)", "FPS", "Mem (MB)", "Train mem (GB)", "s/iter", "mIoU", "Note"):
         if column == "Model":
             table.add_column(column, overflow="fold", min_width=20)
         else:
             table.add_column(column, justify="left" if column in ("Status", "Note") else "right", no_wrap=True)
     for o in outcomes:
         if o.status == "failed":
-            table.add_row(o.spec.name, "[red]failed[/]", "", "", "", "", "", "", "", o.error or "")
+            table.add_row(o.spec.name, "[red]failed[/]", *[""] * 9, o.error or "")
             continue
         r = o.record
         stats = latency_summary(r["latency"]["samples"])
         memory = r["memory"]
+        training = r.get("training") or {}
+        train_memory = training.get("memory")
+        step = training.get("step")
         table.add_row(
             o.spec.name,
             "[green]ok[/]" if o.status == "ok" else "[dim]skipped[/]",
@@ -39,6 +42,8 @@ def print_summary(outcomes, console: Console) -> None:
             f"{stats['p90_ms']:.1f}",
             f"{stats['fps']:.2f}",
             f"{memory['peak_allocated_bytes'] / 2**20:.0f}" if memory.get("measured") else "—",
+            f"{train_memory['peak_allocated_bytes'] / 2**30:.2f}" if train_memory else "—",
+            f"{latency_summary(step['samples'])['median_ms'] / 1000:.3f}" if step else "—",
             _miou(r),
             "record current" if o.status == "skipped" else "",
         )

@@ -132,3 +132,14 @@ def test_shipped_quickstart_preset_is_valid():
     preset = load_preset("quickstart")
     assert preset["device"] == "cpu" and preset["input_size"] == (512, 1024)
     assert len(select_models(load_zoo(ROOT / "zoo"), preset["models"])) == len(preset["models"])
+
+
+def test_profile_prints_the_three_counts_and_a_breakdown(toy_zoo, capsys):
+    assert main(["profile", "toy_a", "--zoo", str(toy_zoo), "--breakdown", "--depth", "1", "--input-size", "64x64"]) == 0
+    out = capsys.readouterr().out
+    stem, classifier = 32 * 32 * 8 * 3 * 9, 32 * 32 * 4 * 8  # 3x3 stride-2 conv, then 1x1 conv, at 32x32
+    assert "toy_a at 64×64 (H×W)" in out and "thop/fvcore 1.0000" in out and "fvcore/it 1.0000" in out
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]] for line in out.splitlines() if line.count("│") == 6}
+    assert rows["(model)"] == ["TinySegmentor", "260", f"{(stem + classifier) / 1e3:.2f} K", "100.0"]
+    assert rows["stem"][2] == f"{stem / 1e3:.2f} K" and rows["classifier"][3] == f"{100 * classifier / (stem + classifier):.1f}"
+    assert main(["profile", "toy_*", "--zoo", str(toy_zoo)]) == 1  # two models: name one

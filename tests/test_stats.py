@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from segbench.stats import latency_summary, percentile
+from segbench.stats import latency_summary, median_ci, percentile
 
 
 def test_summary_of_known_samples():
@@ -30,3 +30,36 @@ def test_single_sample_and_empty():
     assert latency_summary([0.5])["std_ms"] == 0.0
     with pytest.raises(ValueError):
         latency_summary([])
+
+
+def test_median_ci_by_hand_for_ten_samples():
+    # n = 10: P(B <= 1) = 11/1024, doubled 0.0215 <= 0.05; P(B <= 2) = 56/1024, doubled 0.109 > 0.05.
+    # So k = 2: [x_(2), x_(9)] with coverage 1 - 22/1024, the textbook interval for n = 10.
+    samples = [7.0, 1.0, 9.0, 3.0, 5.0, 10.0, 2.0, 8.0, 4.0, 6.0]
+    assert median_ci(samples) == (2.0, 9.0, pytest.approx(1 - 22 / 1024))
+
+
+def test_median_ci_too_few_samples_and_summary_keys():
+    assert median_ci([1.0, 2.0, 3.0, 4.0, 5.0]) is None  # 2 / 32 = 0.0625 > 0.05: no 95% interval
+    assert median_ci([float(i) for i in range(6)]) == (0.0, 5.0, pytest.approx(1 - 2 / 64))
+    s = latency_summary([0.001 * i for i in range(1, 11)])
+    assert (s["median_ci95_low_ms"], s["median_ci95_high_ms"]) == pytest.approx((2.0, 9.0))
+    assert latency_summary([0.5])["median_ci95_low_ms"] is None
+
+
+@pytest.mark.parametrize("n", [20, 200])
+def test_median_ci_coverage_matches_the_binomial_and_holds_in_simulation(n):
+    # Coverage from the binomial distribution, summed independently with numpy ...
+    low, high, coverage = median_ci(list(range(n)))
+    k = int(low) + 1
+    pmf = [math.comb(n, j) / 2**n for j in range(n + 1)]
+    assert coverage == pytest.approx(1 - 2 * sum(pmf[:k])) and coverage >= 0.95
+    assert 1 - 2 * sum(pmf[: k + 1]) < 0.95  # k is the largest index that keeps 95%
+    assert high == n - k
+    # ... and on skewed data the true median (gamma(2, 1): 1.678...) is inside as often as promised.
+    rng = np.random.default_rng(1)
+    hits = 0
+    for _ in range(400):
+        lo, hi, _ = median_ci(list(rng.gamma(2.0, 1.0, size=n)))
+        hits += lo <= 1.678346990 <= hi
+    assert hits / 400 >= 0.92

@@ -31,3 +31,26 @@ class ShapeError(nn.Module):
 
 def shape_error_segmentor() -> nn.Module:
     return ShapeError()
+
+
+def crashing_segmentor() -> nn.Module:
+    """Ends the interpreter without unwinding, as a segfault or an abort in a CUDA library would."""
+    import os
+
+    os._exit(3)
+
+
+def oom_crashing_segmentor() -> nn.Module:
+    """Dies the way an allocator failure outside Python's reach does: a message on stderr, then exit."""
+    import os
+    import sys
+
+    sys.stderr.write("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB\n")
+    sys.stderr.flush()
+    os._exit(1)
+
+
+def oom_raising_segmentor() -> nn.Module:
+    import torch
+
+    raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")

@@ -1,0 +1,107 @@
+"""Training memory and step time, as mmsegmentation's model zoo reports "Mem (GB)" and s/iter.
+
+One step: forward at the manifest's crop size and per-GPU batch, cross-entropy (ignore index
+255) on the decode head and, with weight 0.4, on the auxiliary head, backward, an SGD step
+(lr 0.01, momentum 0.9, as mmsegmentation's configs). Labels are random; the cost of a step does
+not depend on them. It runs on a deep copy, so the measured model keeps its weights and its
+BatchNorm statistics. Only CUDA gives a peak-memory figure; the runner measures on CUDA only.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segbench.layers import resize
+from segbench.manifest import ModelSpec
+from segbench.models.segmentor import EncoderDecoder
+from segbench.timing import synchronize
+
+IGNORE_INDEX = 255
+AUXILIARY_LOSS_WEIGHT = 0.4
+SGD = {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0005}
+WARMUP_STEPS = 3
+"""Discarded steps: cuDNN picks algorithms and the allocator grows its pool in the first ones."""
+
+
+def per_gpu_batch(spec: ModelSpec) -> tuple[int | None, str]:
+    """(batch, where it came from): the 'b2' of an mmseg name like '..._4xb2-80k_...', else the
+    manifest's total Batch Size (a single-GPU figure only when the name says nothing)."""
+    match = re.search(r"(\d+)xb(\d+)", spec.name)
+    if match:
+        return int(match[2]), "name"
+    return spec.batch_size, "Metadata.Batch Size" if spec.batch_size else "none"
+
+
+def training_outputs(model: nn.Module, images: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
+    """(logits, loss weight) of every head that trains: an EncoderDecoder's decode head and its
+    auxiliary head on the same backbone features; any other model's forward output.
+
+    EncoderDecoder.forward runs the decode head only (inference), so the heads are called here.
+    """
+    if not isinstance(model, EncoderDecoder):
+        return [(model(images), 1.0)]
+    features = model.backbone(images)
+    if model.neck is not None:
+        features = model.neck(features)
+    outputs = [(model.decode_head(features), 1.0)]
+    if hasattr(model, "auxiliary_head"):
+        outputs.append((model.auxiliary_head(features), AUXILIARY_LOSS_WEIGHT))
+    return outputs
+
+
+def training_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Weighted cross-entropy of every head, logits resized to the labels as mmseg's losses do."""
+    align_corners = getattr(model, "align_corners", False)
+    return sum(
+        weight * F.cross_entropy(resize(logits, tuple(labels.shape[-2:]), align_corners), labels, ignore_index=IGNORE_INDEX)
+        for logits, weight in training_outputs(model, images)
+    )
+
+
+def measure_training(
+    model: nn.Module, device: torch.device, crop_size: tuple[int, int], batch: int, iterations: int
+) -> dict[str, Any]:
+    """Seconds per step (forward, loss, backward, optimizer step; synchronized) and, on CUDA,
+    max_memory_allocated/reserved over the steps: weights, gradients, momentum and activations."""
+    trainee = copy.deepcopy(model).to(device).train()
+    optimizer = torch.optim.SGD(trainee.parameters(), **SGD)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, 3, *crop_size, generator=generator).to(device)
+    with torch.no_grad():
+        classes = training_outputs(trainee.eval(), images[:1])[0][0].shape[1]
+    trainee.train()
+    labels = torch.randint(0, classes, (batch, *crop_size), generator=generator)
+    labels[:, : crop_size[0] // 8] = IGNORE_INDEX  # as a void border would
+    labels = labels.to(device)
+    cuda = device.type == "cuda"
+    if cuda:
+        synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    samples = []
+    for step in range(WARMUP_STEPS + iterations):
+        synchronize(device)
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        training_loss(trainee, images, labels).backward()
+        optimizer.step()
+        synchronize(device)
+        if step >= WARMUP_STEPS:
+            samples.append(time.perf_counter() - start)
+    result: dict[str, Any] = {"measured": True, "step": {"unit": "s", "samples": samples}}
+    if cuda:
+        result["memory"] = {
+            "peak_allocated_bytes": int(torch.cuda.max_memory_allocated(device)),
+            "peak_reserved_bytes": int(torch.cuda.max_memory_reserved(device)),
+        }
+    del trainee, optimizer
+    if cuda:
+        torch.cuda.empty_cache()
+    return result
