@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,11 @@ from segbench.records import is_demo_accuracy, iter_records
 from segbench.stats import latency_summary
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "model_zoo.md.j2"
-_ENV_FIELDS = ("cpu", "torch_threads", "torch", "cuda", "cudnn", "driver", "segbench", "git_commit", "date")
+_ENV_FIELDS = ("cpu", "torch_threads", "torch", "cuda", "cudnn", "driver", "segbench", "git_commit", "date", "load_average_1min")
 _RECORD_COLUMNS = ("hardware", "device_name", "record", "measured_size", "images", "warmup", "error", "miou_measured",
                    "miou_ms_flip_measured", "miou_demo", "iou", "classes", "eval_images", "eval_split", "eval_demo",
                    "params_m", "gmacs", "gmacs_thop", "latency_median_ms", "latency_p90_ms", "fps", "memory_mb",
-                   "train_mem_gb_measured")  # fmt: skip
+                   "train_mem_gb_measured", "train_step_s")  # fmt: skip
 
 
 def _spec_columns(spec: ModelSpec, order: int) -> dict[str, Any]:
@@ -50,14 +51,6 @@ def _spec_columns(spec: ModelSpec, order: int) -> dict[str, Any]:
     }
 
 
-def _peak_gb(measurement: Any) -> float | None:
-    """Peak allocated GB of an optional memory pass (e.g. training), None when absent or not measured."""
-    if not isinstance(measurement, dict) or not measurement.get("measured"):
-        return None
-    peak = measurement.get("peak_allocated_bytes")
-    return peak / 2**30 if peak is not None else None
-
-
 def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> dict[str, Any]:
     env, settings = record["environment"], record["settings"]
     row: dict[str, Any] = {
@@ -71,6 +64,8 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
         "warmup": settings["warmup"],
         "batch": settings.get("batch_size"),
         "dtype": settings.get("dtype"),
+        "layout": ("channels_last" if settings.get("channels_last") else "contiguous")
+        + (", torch.compile" if settings.get("compile") else ""),
         "cudnn": f"benchmark={settings.get('cudnn_benchmark')}, deterministic={settings.get('cudnn_deterministic')}",
         "input_kind": settings.get("input"),
         "weights_source": "random-init" if settings.get("weights") == "random-init" else "published",
@@ -91,8 +86,12 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
         latency_std_ms=stats["std_ms"],
         fps=stats["fps"],
         memory_mb=memory["peak_allocated_bytes"] / 2**20 if memory.get("measured") else None,
-        train_mem_gb_measured=_peak_gb(memory.get("training")),
     )
+    training = record.get("training") or {}
+    if training.get("measured"):
+        row["train_step_s"] = statistics.median(training["step"]["samples"])
+        if "memory" in training:
+            row["train_mem_gb_measured"] = training["memory"]["peak_allocated_bytes"] / 2**30
     accuracy, ms_flip = record.get("accuracy"), record.get("accuracy_ms_flip") or {}
     if accuracy:
         demo = is_demo_accuracy(record)
@@ -165,6 +164,7 @@ def _settings_by_hardware(rows: list[dict[str, Any]]) -> dict[str, str]:
         "timed": values("images", lambda r: f"{int(r['images'])} after {int(r['warmup'])} warm-up"),
         "batch": values("batch", lambda r: str(int(r["batch"]))),
         "dtype": values("dtype"),
+        "layout": values("layout"),
         "cudnn": values("cudnn"),
         "input": values("input_kind"),
         "weights": values("weights_source"),
