@@ -333,12 +333,24 @@ def _model_spec(raw: Any, where: str, family: str, collections: set[str], index:
     )
 
 
+def safe_load_yaml(text: str) -> Any:
+    """yaml.safe_load, with libyaml's C safe loader where PyYAML has it (about 10× faster on a zoo).
+
+    Both construct plain data only (no Python objects), so untrusted files stay data.
+    """
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_manifest(path: str | Path) -> list[ModelSpec]:
     """Load one manifest file; the family is the file's stem."""
     path = Path(path)
     where = str(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise SegbenchError(f"{where}: cannot read manifest: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:

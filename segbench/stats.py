@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 
@@ -26,8 +27,16 @@ def median_ci(samples: list[float], confidence: float = 0.95) -> tuple[float, fl
     interval. Latency distributions are skewed and multimodal, so no normal approximation.
     None when n is too small for any interval to reach the confidence (n < 6 at 95%).
     """
-    n = len(samples)
+    k, coverage = _order_statistic_index(len(samples), confidence)
+    if k == 0:
+        return None
     ordered = sorted(samples)
+    return ordered[k - 1], ordered[len(samples) - k], coverage
+
+
+@functools.lru_cache(maxsize=256)
+def _order_statistic_index(n: int, confidence: float) -> tuple[int, float]:
+    """(k, coverage) of median_ci for n samples; depends on n only, so a page of records computes it once."""
     total = 2**n
     k = outside = below = 0  # below: 2^n · P(B <= j), exact in integers; outside: the same at j = k - 1
     for j in range(n // 2):
@@ -35,10 +44,7 @@ def median_ci(samples: list[float], confidence: float = 0.95) -> tuple[float, fl
         if 2 * below > (1 - confidence) * total:
             break
         k, outside = j + 1, below
-    if k == 0:
-        return None
-    miss = 2 * outside / total
-    return ordered[k - 1], ordered[n - k], 1 - miss
+    return k, 1 - 2 * outside / total
 
 
 def latency_summary(samples: list[float]) -> dict[str, float]:

@@ -9,7 +9,9 @@ from pathlib import Path
 from synthetic_results import write_synthetic_results
 
 ROOT = Path(__file__).resolve().parent.parent
-BUDGET_S = 6.0  # issue 6 asks for 3 s; 4.3 s measured on 2 cores (see the branch report): a regression guard until then
+# Issue 6 asks for under 3 s: 2.4-2.6 s of work measured on 2 quiet cores. This shared machine's
+# timings swing by half under load, so the test guards against regressions with headroom.
+BUDGET_S = 4.5
 
 
 def test_render_and_plot_500_records_fast_and_without_torch(tmp_path):
