@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from segbench.cli import main
-from segbench.records import read_record
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--device", "cpu", "--images", "3", "--warmup", "1"]

@@ -1,6 +1,5 @@
 """compare: flags a latency change only beyond the measured spread of both samples; no torch."""
 
-import copy
 import random
 import subprocess
 import sys

@@ -65,8 +65,8 @@ def test_two_gloo_processes_match_one(synthetic_cityscapes, tmp_path):
     assert len(dataset) % 2 == 1, "an odd count checks that no image is padded in or counted twice"
     out = str(tmp_path / "result")
     mp.spawn(_rank_main, args=(2, str(synthetic_cityscapes), str(tmp_path / "rendezvous"), out), nprocs=2)
-    confusion, num_images = torch.load(f"{out}.0")
-    assert torch.load(f"{out}.1") is None
+    confusion, num_images = torch.load(f"{out}.0", weights_only=True)
+    assert torch.load(f"{out}.1", weights_only=True) is None
     assert num_images == 5
     single = evaluate(_tiny_model(), dataset, SETTINGS, num_workers=0)
     assert torch.equal(confusion, single.confusion)

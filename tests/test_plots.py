@@ -1,7 +1,6 @@
 """Paper plots: Pareto fronts, options, embedded fonts, labels that do not overlap, deterministic files."""
 
 import itertools
-import re
 
 import pytest
 from matplotlib.text import Text

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import re
-from pathlib import Path
 
 import pytest
 import torch
 
+from mmseg_reference import PARAMS, REFERENCE, reference_shapes
 from segbench.models import architecture_builder, list_architectures
 from segbench.models.resnet import ResNet
 from segbench.models.segmentor import AUXILIARY_PREFIX
 
-REFERENCE = Path(__file__).parent / "data" / "mmseg-keys"
 
 # mmsegmentation config -> (segbench architecture, builder arguments)
 MMSEG_CONFIGS = {
@@ -42,15 +39,6 @@ MMSEG_CONFIGS = {
     "fpn_r50_4xb2-80k_cityscapes-512x1024": ("fpn_resnet", {"depth": 50}),
 }
 
-PARAMS = {row["config"]: row for row in json.loads((REFERENCE / "params.json").read_text())}
-
-
-def reference_shapes(config: str) -> dict[str, tuple[int, ...]]:
-    shapes = {}
-    for line in (REFERENCE / f"{config}.keys.txt").read_text().splitlines():
-        key, dims = re.fullmatch(r"(\S+) \((.*)\)", line).groups()
-        shapes[key] = tuple(int(d) for d in dims.split(",") if d.strip())
-    return shapes
 
 
 def test_every_reference_file_has_a_config():

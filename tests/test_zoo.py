@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from mmseg_reference import REFERENCE, reference_shapes
 from segbench.build import build_model, model_builder
 from segbench.cli import main
 from segbench.manifest import load_zoo
 
 ZOO = Path(__file__).resolve().parent.parent / "zoo"
-REFERENCE = Path(__file__).parent / "data" / "mmseg-keys"
 SPECS = load_zoo(ZOO)
 
 
@@ -34,14 +34,6 @@ def reference_config(name: str) -> str | None:
         if (REFERENCE / f"{candidate}.keys.txt").is_file():
             return candidate
     return None
-
-
-def reference_shapes(config: str) -> dict[str, tuple[int, ...]]:
-    shapes = {}
-    for line in (REFERENCE / f"{config}.keys.txt").read_text().splitlines():
-        key, dims = re.fullmatch(r"(\S+) \((.*)\)", line).groups()
-        shapes[key] = tuple(int(d) for d in dims.split(",") if d.strip())
-    return shapes
 
 
 def test_validate_accepts_the_shipped_zoo(capsys):
