@@ -15,9 +15,8 @@ import re
 import sys
 from pathlib import Path
 
+from segbench import PROJECT_ROOT
 from segbench.errors import SegbenchError
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _size(text: str) -> tuple[int, int]:

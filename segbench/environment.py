@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 import segbench
+from segbench import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def cpu_model() -> str:

@@ -7,9 +7,10 @@ from typing import Any
 
 import yaml
 
+from segbench import PROJECT_ROOT
 from segbench.errors import SegbenchError, located
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "zoo" / "presets"
+PRESET_DIR = PROJECT_ROOT / "zoo" / "presets"
 _FIELDS: dict[str, type] = {"models": list, "device": str, "images": int, "warmup": int, "input_size": list}
 
 

@@ -16,11 +16,12 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from segbench import PROJECT_ROOT
 from segbench.manifest import ModelSpec, load_zoo
 from segbench.records import is_demo_accuracy, iter_records
 from segbench.stats import latency_summary
 
-DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "model_zoo.md.j2"
+DEFAULT_TEMPLATE = PROJECT_ROOT / "templates" / "model_zoo.md.j2"
 _ENV_FIELDS = ("cpu", "torch_threads", "torch", "cuda", "cudnn", "driver", "segbench", "git_commit", "date", "load_average_1min")
 _RECORD_COLUMNS = ("hardware", "device_name", "record", "measured_size", "images", "warmup", "error", "miou_measured",
                    "miou_ms_flip_measured", "miou_demo", "iou", "classes", "eval_images", "eval_split", "eval_demo",

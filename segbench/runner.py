@@ -181,10 +181,11 @@ def measure(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: di
         progress.update(task, description=f"{spec.name}: loading weights")
         load_checkpoint(model, source, model_name=spec.name, sha256=spec.weights_sha256, adapter=spec.weights_adapter)
     test = inference_settings(spec.test, size=size)
+    # Built once: construction checks every image/label pair on disk.
+    dataset = CityscapesDataset(settings.evaluation.data_root, settings.evaluation.split) if settings.evaluation else None
     if rank() == 0:
-        _profile(spec, model, settings, test, results_dir, record, progress, task)
-    if settings.evaluation:
-        dataset = CityscapesDataset(settings.evaluation.data_root, settings.evaluation.split)
+        _profile(spec, model, settings, test, dataset, results_dir, record, progress, task)
+    if dataset is not None:
         modes = [False, True] if settings.evaluation.ms_flip else [False]
         for ms_flip in modes:
             label = "mIoU (ms+flip)" if ms_flip else "mIoU"
@@ -203,7 +204,9 @@ def measure(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: di
     return record
 
 
-def _profile(spec, model, settings: BenchSettings, test, results_dir: Path, record: dict, progress: Progress, task) -> None:
+def _profile(
+    spec, model, settings: BenchSettings, test, dataset: CityscapesDataset | None, results_dir: Path, record: dict, progress: Progress, task
+) -> None:
     """Params, MACs, latency (warm-up, then timed stages between two GPU-state readings) and inference memory into `record`."""
     size = tuple(record["settings"]["input_size"])
     reused = reusable_complexity(results_dir, spec.name, spec.spec_hash(), list(size))
@@ -219,7 +222,7 @@ def _profile(spec, model, settings: BenchSettings, test, results_dir: Path, reco
         model.to(memory_format=torch.channels_last)
     network = torch.compile(model) if settings.compile else model
     stages = prediction_stages(network, test, dtype=settings.dtype, channels_last=settings.channels_last)
-    images = timing_images(settings, size)
+    images = timing_images(dataset, settings.images, size)
     device = settings.device
 
     with cudnn_flags(benchmark=False, deterministic=True):
@@ -235,17 +238,16 @@ def _profile(spec, model, settings: BenchSettings, test, results_dir: Path, reco
         record["memory"] = peak_memory(stages, images[0].to(device))
 
 
-def timing_images(settings: BenchSettings, size: tuple[int, int]) -> list[torch.Tensor]:
-    """uint8 RGB (1, 3, H, W) images on the CPU at the test size: the first `images` of the
+def timing_images(dataset: CityscapesDataset | None, count: int, size: tuple[int, int]) -> list[torch.Tensor]:
+    """uint8 RGB (1, 3, H, W) images on the CPU at the test size: the first `count` of the
     dataset's split when one is given (resized as the test pipeline would, outside the timing),
     else one fixed random image. Each is copied to the device before its clock starts."""
-    if settings.evaluation is None:
+    if dataset is None:
         generator = torch.Generator().manual_seed(0)
         return [torch.randint(0, 256, (1, 3, *size), generator=generator, dtype=torch.uint8)]
-    dataset = CityscapesDataset(settings.evaluation.data_root, settings.evaluation.split)
     return [
         resize(dataset[i][0][None].float(), size, False).round().clamp(0, 255).to(torch.uint8)
-        for i in range(min(settings.images, len(dataset)))
+        for i in range(min(count, len(dataset)))
     ]
 
 
