@@ -33,6 +33,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {text}")
+    return value
+
+
 def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
     out = Path(args.output)
     return out / "results", out / "model_zoo.md", out / "plots"
@@ -48,6 +55,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True, soft_wrap=True)
     _apply_preset(args)
+    if args.compile and args.warmup < 1:
+        raise SegbenchError("--compile: needs --warmup 1 or more, since the first call compiles the model and must not be timed")
     specs = select_models(load_zoo(args.zoo), [p for arg in args.models for p in arg.split(",") if p])
     for spec in specs:
         model_builder(spec)  # a wrong architecture name fails here, before any measuring
@@ -422,7 +431,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     where.add_argument("--gpu", type=int, help="CUDA device index; an error if that GPU is not there")
     where.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda:0 if available, else cpu)")
     p.add_argument("--images", type=_positive, help="timed images per model (default: 200)")
-    p.add_argument("--warmup", type=int, help="discarded warm-up iterations (default: 5)")
+    p.add_argument("--warmup", type=_non_negative, help="discarded warm-up iterations (default: 5)")
     p.add_argument("--input-size", type=_size, help="HxW overriding every manifest's test size (recorded)")
     p.add_argument("--weights", action="store_true", help="load each model's published weights (downloaded once, sha256-checked)")
     p.add_argument("--checkpoint", help="a checkpoint file or URL for the one selected model")
@@ -434,7 +443,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32", help="fp16/bf16: forward under torch.autocast (default: fp32)")
     p.add_argument("--channels-last", action="store_true", help="model and input in channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model before timing (compiled during warm-up)")
-    p.add_argument("--train-iters", type=int, default=10, help="timed training steps for training memory and s/iter, CUDA only; 0 skips (default: 10)")
+    p.add_argument("--train-iters", type=_non_negative, default=10, help="timed training steps for training memory and s/iter, CUDA only; 0 skips (default: 10)")
     p.add_argument("--isolate", action="store_true", help="measure each model in a fresh process: a crash or OOM cannot touch the next")
     p.add_argument("--force", action="store_true", help="re-measure models whose record is current")
     p.add_argument("--no-report", action="store_true", help="write records only, no page or plots")

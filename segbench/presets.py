@@ -32,6 +32,9 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
             raise SegbenchError(f"{located(path, None, key)}: unknown setting (known: {', '.join(_FIELDS)})")
         if not isinstance(value, _FIELDS[key]) or isinstance(value, bool):
             raise SegbenchError(f"{located(path, None, key)}: expected {_FIELDS[key].__name__}, got {value!r}")
+    for key, least in (("images", 1), ("warmup", 0)):
+        if key in data and data[key] < least:
+            raise SegbenchError(f"{located(path, None, key)}: expected an integer of at least {least}, got {data[key]}")
     size = data.get("input_size")
     if size is not None and not (len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
         raise SegbenchError(f"{located(path, None, 'input_size')}: expected [H, W], got {size!r}")

@@ -94,6 +94,7 @@ def test_gpu_without_cuda_is_a_clear_error(toy_zoo, tmp_path, capsys):
         (["bench", "--models", "nope"], "no model matches 'nope'"),
         (["bench", "--device", "tpu"], "--device: expected cpu or cuda[:N], got 'tpu'"),
         (["bench", "--preset", "nope"], "no preset 'nope'"),
+        (["bench", "--compile", "--warmup", "0"], "--compile: needs --warmup 1 or more"),
         (["list", "--models", "nope"], "no model matches 'nope'"),
     ],
 )
@@ -131,6 +132,13 @@ def test_shipped_quickstart_preset_is_valid():
     preset = load_preset("quickstart")
     assert preset["device"] == "cpu" and preset["input_size"] == (512, 1024)
     assert len(select_models(load_zoo(ROOT / "zoo"), preset["models"])) == len(preset["models"])
+
+
+def test_preset_with_a_negative_warmup_names_file_and_field(toy_zoo, tmp_path, capsys):
+    preset = tmp_path / "bad.yaml"
+    preset.write_text("images: 3\nwarmup: -1\n")
+    assert main(["bench", "--zoo", str(toy_zoo), "--output", str(tmp_path), "--preset", str(preset)]) == 1
+    assert f"{preset}: field 'warmup': expected an integer of at least 0, got -1" in capsys.readouterr().err
 
 
 def test_profile_prints_the_three_counts_and_a_breakdown(toy_zoo, capsys):

@@ -61,6 +61,16 @@ def test_settings_flags_are_recorded(toy_zoo, tmp_path):
     assert len(record["latency"]["stages"]["forward"]) == 3
 
 
+def test_compile_happens_in_the_warm_up_and_is_recorded(toy_zoo, tmp_path):
+    """torch.compile end to end on the CPU (inductor, ~15-35 s): the compiling call is a warm-up, never a sample."""
+    out = tmp_path / "out"
+    assert main(["bench", "--zoo", str(toy_zoo), "--output", str(out), "--models", "toy_a", "--compile", *FAST]) == 0
+    record = only_record(out, "toy_a")
+    assert record["status"] == "ok" and record["settings"]["compile"] is True
+    samples = record["latency"]["samples"]
+    assert len(samples) == 3 and max(samples) < 0.05 * record["duration_s"]  # compiling took the rest
+
+
 def test_dataset_images_are_timed_when_a_data_root_is_given(toy_zoo, synthetic_cityscapes, tmp_path):
     out = tmp_path / "out"
     args = ["bench", "--zoo", str(toy_zoo), "--output", str(out), "--models", "toy_a", "--data-root", str(synthetic_cityscapes), "--workers", "0"]
