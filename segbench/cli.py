@@ -71,7 +71,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         weights=args.weights, checkpoint=args.checkpoint, evaluation=evaluation, dtype=args.dtype,
         channels_last=args.channels_last, compile=args.compile, train_iters=args.train_iters,
     )  # fmt: skip
-    results_dir, page, plots_dir = _paths(args)
+    results_dir = _paths(args)[0]
     writer = rank() == 0
     try:
         outcomes = run_sweep(specs, settings, results_dir, force=args.force, isolate=args.isolate, console=console)

@@ -38,25 +38,23 @@ def git_commit() -> str | None:
         return None
 
 
-def _nvml_info(index: int) -> dict:
-    """GPU name, driver and clocks from NVML; empty when NVML is missing (e.g. no driver)."""
-    try:
-        import pynvml
+def _nvml_info(device) -> dict:
+    """GPU name, driver and memory from NVML; empty when NVML is missing or refuses the device."""
+    from segbench.gpu_state import nvml_device
 
-        pynvml.nvmlInit()
-    except Exception:  # noqa: BLE001  (NVMLError has many subclasses; any means "no NVML")
-        return {}
-    try:
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        name = pynvml.nvmlDeviceGetName(handle)
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        return {
-            "gpu_name": name.decode() if isinstance(name, bytes) else name,
-            "driver": driver.decode() if isinstance(driver, bytes) else driver,
-            "gpu_memory_total_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(handle).total),
-        }
-    finally:
-        pynvml.nvmlShutdown()
+    with nvml_device(device) as nvml:
+        if nvml is None:
+            return {}
+        pynvml, handle = nvml
+        try:
+            name, driver = pynvml.nvmlDeviceGetName(handle), pynvml.nvmlSystemGetDriverVersion()
+            return {
+                "gpu_name": name.decode() if isinstance(name, bytes) else name,
+                "driver": driver.decode() if isinstance(driver, bytes) else driver,
+                "gpu_memory_total_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(handle).total),
+            }
+        except Exception:  # noqa: BLE001  (an NVML error leaves torch's device name; no driver version)
+            return {}
 
 
 def hardware_slug(env: dict) -> str:
@@ -88,8 +86,7 @@ def collect_environment(device) -> dict:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        env.update({"gpu_name": torch.cuda.get_device_name(index), "driver": None})
-        env.update(_nvml_info(index))
+        env.update({"gpu_name": torch.cuda.get_device_name(device), "driver": None})
+        env.update(_nvml_info(device))
     env["hardware"] = hardware_slug(env)
     return env

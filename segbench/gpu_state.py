@@ -7,6 +7,8 @@ from NVML's total-energy counter (Volta and newer); older GPUs and missing drive
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -35,19 +37,34 @@ def _optional(call, *args):
         return None
 
 
-def read_gpu_state(device: torch.device) -> dict[str, Any] | None:
-    """SM and memory clocks (MHz), max SM clock, temperature (°C), power (W), energy counter (J),
-    throttle reasons; None off CUDA or without NVML."""
+@contextmanager
+def nvml_device(device: torch.device) -> Iterator[tuple[Any, Any] | None]:
+    """(pynvml, handle) of a CUDA device for the block; None off CUDA, without NVML (no library,
+    no driver), or where NVML refuses the device. NVML is shut down after the block."""
     if device.type != "cuda":
-        return None
+        yield None
+        return
     try:
         import pynvml
 
         pynvml.nvmlInit()
-    except Exception:  # noqa: BLE001  (no library, no driver)
-        return None
+    except Exception:  # noqa: BLE001  (NVMLError has many subclasses; any means "no NVML")
+        yield None
+        return
     try:
-        handle = _nvml_handle(pynvml, device)
+        handle = _optional(_nvml_handle, pynvml, device)
+        yield None if handle is None else (pynvml, handle)
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def read_gpu_state(device: torch.device) -> dict[str, Any] | None:
+    """SM and memory clocks (MHz), max SM clock, temperature (°C), power (W), energy counter (J),
+    throttle reasons; None off CUDA or without NVML."""
+    with nvml_device(device) as nvml:
+        if nvml is None:
+            return None
+        pynvml, handle = nvml
         power_mw = _optional(pynvml.nvmlDeviceGetPowerUsage, handle)
         energy_mj = _optional(pynvml.nvmlDeviceGetTotalEnergyConsumption, handle)
         # "Clocks event reasons" is NVML 12's name for throttle reasons; the old name goes in CUDA 14.
@@ -61,10 +78,6 @@ def read_gpu_state(device: torch.device) -> dict[str, Any] | None:
             "energy_j": energy_mj / 1000 if energy_mj is not None else None,
             "throttle_reasons": _optional(reasons, handle),
         }
-    except Exception:  # noqa: BLE001  (a handle NVML refuses: report nothing rather than fail the model)
-        return None
-    finally:
-        pynvml.nvmlShutdown()
 
 
 def gpu_state_section(before: dict | None, after: dict | None, images: int) -> dict[str, Any]:

@@ -200,7 +200,7 @@ def _draw(points: pd.DataFrame, axis: Axis, hardware: list[str], figsize, fontsi
     )
     if len(hardware) == 2:  # the same model on both: a thin line from one to the other
         pairs = points.pivot_table(index="model", columns="_hw", values=[axis.column, "miou"], aggfunc="first").dropna()
-        for model, r in pairs.iterrows():
+        for _, r in pairs.iterrows():
             ax.plot([r[(axis.column, 0)], r[(axis.column, 1)]], [r[("miou", 0)], r[("miou", 1)]], color="0.75", lw=0.6, zorder=1)
     for (family, measured, hw), part in points.groupby(["collection", "miou_is_measured", "_hw"], sort=True):
         colour, marker = style[family]

@@ -11,7 +11,7 @@ from segbench.gpu_state import gpu_state_section
 from segbench.inference import InferenceSettings
 from segbench.models import architecture_builder
 from segbench.models.segmentor import EncoderDecoder
-from segbench.timing import prediction_stages, time_predictions
+from segbench.timing import peak_memory, prediction_stages, time_predictions
 from segbench.training import measure_training, training_loss, training_outputs
 from toy_models import tiny_segmentor
 
@@ -174,24 +174,88 @@ def test_cuda_autocast_forward_runs_in_low_precision(dtype):
     assert len(timing["cuda_event_samples"]) == 3
 
 
-def test_nvml_readings_through_a_fake_pynvml(monkeypatch):
-    """The NVML calls and units without a GPU: a stand-in module answers as a driver would."""
-    import types
+def nbytes(*tensors):
+    return sum(t.numel() * t.element_size() for t in tensors)
 
-    from segbench.gpu_state import read_gpu_state
+
+@cuda
+@pytest.mark.gpu
+def test_cuda_memory_holds_at_least_the_tensors_counted_by_hand():
+    """Inference: the static figure holds the weights, buffers and image; the peak adds the resized
+    logits and the labels. Training: weights, gradients and SGD momentum (3 × the parameter bytes,
+    every parameter of this FCN gets a gradient) and the batch are all alive at the end of backward."""
+    model = small_fcn()
+    stages = prediction_stages(model.cuda(), InferenceSettings(test_size=(64, 64)))
+    image = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8, device="cuda")
+    memory = peak_memory(stages, image)
+    static = nbytes(*model.parameters(), *model.buffers(), image)
+    assert memory["static_bytes"] >= static
+    assert memory["peak_allocated_bytes"] >= memory["static_bytes"] + 5 * 64 * 64 * 4 + 64 * 64 * 8
+    weights = nbytes(*model.parameters())
+    training = measure_training(model.cpu(), torch.device("cuda"), (64, 64), batch=2, iterations=2)
+    batch = 2 * 3 * 64 * 64 * 4 + 2 * 64 * 64 * 8  # float images, int64 labels
+    assert training["memory"]["peak_allocated_bytes"] >= 3 * weights + batch
+    assert training["memory"]["peak_reserved_bytes"] >= training["memory"]["peak_allocated_bytes"]
+
+
+def fake_pynvml(monkeypatch, **overrides):
+    """A stand-in pynvml module that answers as a driver would; `calls` logs init and shutdown."""
+    import types
 
     calls = []
     fake = types.SimpleNamespace(
-        NVML_CLOCK_SM=1, NVML_CLOCK_MEM=2, NVML_TEMPERATURE_GPU=0,
+        calls=calls, NVML_CLOCK_SM=1, NVML_CLOCK_MEM=2, NVML_TEMPERATURE_GPU=0,
         nvmlInit=lambda: calls.append("init"), nvmlShutdown=lambda: calls.append("shutdown"),
         nvmlDeviceGetHandleByUUID=lambda uuid: 1 / 0, nvmlDeviceGetHandleByIndex=lambda i: f"gpu{i}",
         nvmlDeviceGetClockInfo=lambda h, kind: {1: 1755, 2: 2619}[kind], nvmlDeviceGetMaxClockInfo=lambda h, kind: 1980,
         nvmlDeviceGetTemperature=lambda h, kind: 61, nvmlDeviceGetPowerUsage=lambda h: 312_500,
         nvmlDeviceGetTotalEnergyConsumption=lambda h: 9_000_000, nvmlDeviceGetCurrentClocksEventReasons=lambda h: 1 / 0,
+        nvmlDeviceGetName=lambda h: b"NVIDIA H100 80GB HBM3" if h == "gpu0" else 1 / 0,
+        nvmlSystemGetDriverVersion=lambda: "580.65.06",
+        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(total=85_520_809_984),
     )  # fmt: skip
+    for name, value in overrides.items():
+        setattr(fake, name, value)
     monkeypatch.setitem(__import__("sys").modules, "pynvml", fake)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: 1 / 0)
+    return fake
+
+
+def test_nvml_readings_through_a_fake_pynvml(monkeypatch):
+    """The NVML calls and units without a GPU; the handle falls back to the CUDA index when the UUID fails."""
+    from segbench.environment import _nvml_info
+    from segbench.gpu_state import read_gpu_state
+
+    fake = fake_pynvml(monkeypatch)
     state = read_gpu_state(torch.device("cuda", 0))
     assert state == {"sm_clock_mhz": 1755, "memory_clock_mhz": 2619, "max_sm_clock_mhz": 1980, "temperature_c": 61,
                      "power_w": 312.5, "energy_j": 9000.0, "throttle_reasons": None}  # fmt: skip
-    assert calls == ["init", "shutdown"]
+    assert fake.calls == ["init", "shutdown"]
+    info = _nvml_info(torch.device("cuda", 0))
+    assert info == {"gpu_name": "NVIDIA H100 80GB HBM3", "driver": "580.65.06", "gpu_memory_total_bytes": 85_520_809_984}
+
+
+def test_nvml_finds_the_gpu_by_uuid_so_cuda_visible_devices_cannot_mislead_it(monkeypatch):
+    """CUDA index 0 is physical GPU 3 under CUDA_VISIBLE_DEVICES=3: NVML's index 0 would be another GPU."""
+    import types
+
+    from segbench.gpu_state import read_gpu_state
+
+    fake_pynvml(
+        monkeypatch,
+        nvmlDeviceGetHandleByUUID=lambda uuid: "gpu3" if uuid == "GPU-5c8a2f1e-0000-4000-8000-000000000003" else 1 / 0,
+        nvmlDeviceGetClockInfo=lambda h, kind: {"gpu0": 1000, "gpu3": 1755}[h],
+    )
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid="5c8a2f1e-0000-4000-8000-000000000003"))
+    assert read_gpu_state(torch.device("cuda", 0))["sm_clock_mhz"] == 1755
+
+
+def test_nvml_refusing_the_device_gives_no_readings_and_still_shuts_down(monkeypatch):
+    from segbench.environment import _nvml_info
+    from segbench.gpu_state import read_gpu_state
+
+    fake = fake_pynvml(monkeypatch, nvmlDeviceGetHandleByIndex=lambda i: 1 / 0)
+    assert read_gpu_state(torch.device("cuda", 0)) is None
+    assert _nvml_info(torch.device("cuda", 0)) == {}
+    assert fake.calls == ["init", "shutdown"] * 2
+    assert read_gpu_state(torch.device("cpu")) is None and fake.calls == ["init", "shutdown"] * 2
