@@ -32,7 +32,7 @@ from segbench.gpu_state import gpu_state_section, read_gpu_state
 from segbench.inference import inference_settings
 from segbench.layers import resize
 from segbench.timing import DTYPES, cudnn_flags, peak_memory, prediction_stages, time_predictions
-from segbench.training import AUXILIARY_LOSS_WEIGHT, IGNORE_INDEX, SGD, WARMUP_STEPS, measure_training, per_gpu_batch
+from segbench.training import AUXILIARY_LOSS_WEIGHT, CUDNN, IGNORE_INDEX, SGD, WARMUP_STEPS, measure_training, per_gpu_batch
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,8 @@ class BenchSettings:
             "warmup": WARMUP_STEPS,
             "optimizer": dict(SGD, type="SGD"),
             "loss": {"type": "cross_entropy", "ignore_index": IGNORE_INDEX, "auxiliary_weight": AUXILIARY_LOSS_WEIGHT},
+            "cudnn_benchmark": CUDNN["benchmark"],
+            "cudnn_deterministic": CUDNN["deterministic"],
         }
 
 

@@ -21,13 +21,15 @@ from torch import nn
 from segbench.layers import resize
 from segbench.manifest import ModelSpec
 from segbench.models.segmentor import EncoderDecoder
-from segbench.timing import synchronize
+from segbench.timing import cudnn_flags, synchronize
 
 IGNORE_INDEX = 255
 AUXILIARY_LOSS_WEIGHT = 0.4
 SGD = {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0005}
+CUDNN = {"benchmark": True, "deterministic": False}
+"""As mmsegmentation trains (default_runtime's cudnn_benchmark=True): its Mem (GB) and s/iter were taken so."""
 WARMUP_STEPS = 3
-"""Discarded steps: cuDNN picks algorithms and the allocator grows its pool in the first ones."""
+"""Discarded steps: cuDNN benchmarks its algorithms and the allocator grows its pool in the first ones."""
 
 
 def per_gpu_batch(spec: ModelSpec) -> tuple[int | None, str]:
@@ -86,15 +88,16 @@ def measure_training(
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     samples = []
-    for step in range(WARMUP_STEPS + iterations):
-        synchronize(device)
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        training_loss(trainee, images, labels).backward()
-        optimizer.step()
-        synchronize(device)
-        if step >= WARMUP_STEPS:
-            samples.append(time.perf_counter() - start)
+    with cudnn_flags(**CUDNN):
+        for step in range(WARMUP_STEPS + iterations):
+            synchronize(device)
+            start = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            training_loss(trainee, images, labels).backward()
+            optimizer.step()
+            synchronize(device)
+            if step >= WARMUP_STEPS:
+                samples.append(time.perf_counter() - start)
     result: dict[str, Any] = {"measured": True, "step": {"unit": "s", "samples": samples}}
     if cuda:
         result["memory"] = {

@@ -138,10 +138,12 @@ def test_training_outputs_include_the_auxiliary_head_with_weight_0_4():
 def test_training_step_runs_on_a_copy():
     model = tiny_encoder_decoder()
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
     result = measure_training(model, torch.device("cpu"), (32, 32), batch=2, iterations=2)
     assert result["measured"] and len(result["step"]["samples"]) == 2 and "memory" not in result
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not model.training
+    assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic) == flags  # benchmark=True inside only
 
 
 @cuda
@@ -158,6 +160,7 @@ def test_cuda_records_events_memory_training_and_gpu_state(toy_zoo, tmp_path):
     training = record["training"]
     assert training["measured"] and training["memory"]["peak_allocated_bytes"] > 0
     assert record["settings"]["training"]["batch_size"] == 2 and record["settings"]["training"]["crop_size"] == [32, 64]
+    assert record["settings"]["training"]["cudnn_benchmark"] is True
     assert "gpu_state" in record
 
 
