@@ -13,6 +13,7 @@ from mmseg_reference import REFERENCE, reference_shapes
 from segbench.build import build_model, model_builder
 from segbench.cli import main
 from segbench.manifest import load_zoo
+from segbench.training import training_loss, training_outputs
 
 ZOO = Path(__file__).resolve().parent.parent / "zoo"
 SPECS = load_zoo(ZOO)
@@ -109,3 +110,26 @@ def test_every_distinct_build_runs_and_matches_mmseg_keys(key):
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     for config in {reference_config(s.name) for s in specs} - {None}:
         assert ours == reference_shapes(config), config
+
+
+# the smallest entry of each architecture, for the training-step check
+SMALLEST = {}
+for _spec in sorted(SPECS, key=lambda s: (s.build.kwargs.get("depth", 0), s.name)):
+    SMALLEST.setdefault(_spec.build.architecture, _spec)
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("spec", SMALLEST.values(), ids=list(SMALLEST))
+def test_a_training_step_reaches_every_parameter(spec):
+    """Training memory and s/iter assume the step of mmseg: decode and auxiliary heads both trained.
+    A parameter without a gradient would mean a head left out (or dead weights in the model)."""
+    model = build_model(spec).train()
+    labels = torch.randint(0, spec.build.kwargs["num_classes"], (2, 64, 128))
+    labels[:, :8] = 255
+    loss = training_loss(model, torch.randn(2, 3, 64, 128), labels)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()] == []
+    with torch.no_grad():
+        heads = training_outputs(model.eval(), torch.randn(1, 3, 64, 128))
+    assert len(heads) == 1 + hasattr(model, "auxiliary_head")
