@@ -26,7 +26,10 @@ _ENV_FIELDS = ("cpu", "torch_threads", "torch", "cuda", "cudnn", "driver", "segb
 _RECORD_COLUMNS = ("hardware", "device_name", "record", "measured_size", "images", "warmup", "error", "miou_measured",
                    "miou_ms_flip_measured", "miou_demo", "iou", "classes", "eval_images", "eval_split", "eval_demo",
                    "params_m", "gmacs", "gmacs_thop", "latency_median_ms", "latency_p90_ms", "fps", "memory_mb",
-                   "train_mem_gb_measured", "train_step_s")  # fmt: skip
+                   "train_mem_gb_measured", "train_step_s", "latency_std_ms", "latency_ci_low_ms", "latency_ci_high_ms",
+                   "latency_events_ms", "stage_clock", "preprocess_ms", "forward_ms", "postprocess_ms", "memory_reserved_mb",
+                   "train_mem_reserved_gb", "energy_j_per_image", "sm_clock_before", "sm_clock_after", "gpu_warnings")  # fmt: skip
+_STAGES = ("preprocess", "forward", "postprocess")
 
 
 def _spec_columns(spec: ModelSpec, order: int) -> dict[str, Any]:
@@ -75,8 +78,9 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
     if record["status"] != "ok":
         row["error"] = f"{record['error']['kind']}: {record['error']['message']}"
         return row
-    stats = latency_summary(record["latency"]["samples"])
-    memory = record["memory"]
+    latency, memory = record["latency"], record["memory"]
+    stats = latency_summary(latency["samples"])
+    stages = latency.get("stages") or {}
     row.update(
         params_m=record["params"]["inference"] / 1e6,
         params_total_m=record["params"]["total"] / 1e6,
@@ -85,14 +89,29 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
         latency_median_ms=stats["median_ms"],
         latency_p90_ms=stats["p90_ms"],
         latency_std_ms=stats["std_ms"],
+        latency_ci_low_ms=stats["median_ci95_low_ms"],
+        latency_ci_high_ms=stats["median_ci95_high_ms"],
+        latency_events_ms=_median_ms(latency.get("cuda_event_samples")),
+        stage_clock=stages.get("clock"),
+        **{f"{stage}_ms": _median_ms(stages.get(stage)) for stage in _STAGES},
         fps=stats["fps"],
         memory_mb=memory["peak_allocated_bytes"] / 2**20 if memory.get("measured") else None,
+        memory_reserved_mb=memory["peak_reserved_bytes"] / 2**20 if memory.get("measured") and "peak_reserved_bytes" in memory else None,
     )
     training = record.get("training") or {}
     if training.get("measured"):
         row["train_step_s"] = statistics.median(training["step"]["samples"])
         if "memory" in training:
             row["train_mem_gb_measured"] = training["memory"]["peak_allocated_bytes"] / 2**30
+            row["train_mem_reserved_gb"] = training["memory"]["peak_reserved_bytes"] / 2**30
+    gpu = record.get("gpu_state") or {}
+    if gpu.get("measured"):
+        row.update(
+            energy_j_per_image=gpu.get("energy_per_image_j"),
+            sm_clock_before=gpu["before"]["sm_clock_mhz"],
+            sm_clock_after=gpu["after"]["sm_clock_mhz"],
+            gpu_warnings="; ".join(gpu["warnings"]) or None,
+        )
     accuracy, ms_flip = record.get("accuracy"), record.get("accuracy_ms_flip") or {}
     if accuracy:
         demo = is_demo_accuracy(record)
@@ -107,6 +126,10 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
             eval_demo=demo,
         )
     return row
+
+
+def _median_ms(samples: list[float] | None) -> float | None:
+    return statistics.median(samples) * 1000 if samples else None
 
 
 def load_frame(results_dir: str | Path, zoo_dir: str | Path) -> pd.DataFrame:
