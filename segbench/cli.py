@@ -88,7 +88,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-_BENCH_DEFAULTS = {"models": ["all"], "images": 200, "warmup": 5, "input_size": None, "device": None}
+_BENCH_DEFAULTS = {"models": ["all"], "images": 200, "warmup": 5, "input_size": None, "device": None, "train_iters": 10}
 
 
 def _apply_preset(args: argparse.Namespace) -> None:
@@ -443,7 +443,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32", help="fp16/bf16: forward under torch.autocast (default: fp32)")
     p.add_argument("--channels-last", action="store_true", help="model and input in channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model before timing (compiled during warm-up)")
-    p.add_argument("--train-iters", type=_non_negative, default=10, help="timed training steps for training memory and s/iter, CUDA only; 0 skips (default: 10)")
+    p.add_argument("--train-iters", type=_non_negative, help="timed training steps for training memory and s/iter, CUDA only; 0 skips (default: 10)")
     p.add_argument("--isolate", action="store_true", help="measure each model in a fresh process: a crash or OOM cannot touch the next")
     p.add_argument("--force", action="store_true", help="re-measure models whose record is current")
     p.add_argument("--no-report", action="store_true", help="write records only, no page or plots")

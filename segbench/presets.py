@@ -11,7 +11,7 @@ from segbench import PROJECT_ROOT
 from segbench.errors import SegbenchError, located
 
 PRESET_DIR = PROJECT_ROOT / "zoo" / "presets"
-_FIELDS: dict[str, type] = {"models": list, "device": str, "images": int, "warmup": int, "input_size": list}
+_FIELDS: dict[str, type] = {"models": list, "device": str, "images": int, "warmup": int, "input_size": list, "train_iters": int}
 
 
 def load_preset(name_or_path: str) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
             raise SegbenchError(f"{located(path, None, key)}: unknown setting (known: {', '.join(_FIELDS)})")
         if not isinstance(value, _FIELDS[key]) or isinstance(value, bool):
             raise SegbenchError(f"{located(path, None, key)}: expected {_FIELDS[key].__name__}, got {value!r}")
-    for key, least in (("images", 1), ("warmup", 0)):
+    for key, least in (("images", 1), ("warmup", 0), ("train_iters", 0)):
         if key in data and data[key] < least:
             raise SegbenchError(f"{located(path, None, key)}: expected an integer of at least {least}, got {data[key]}")
     size = data.get("input_size")

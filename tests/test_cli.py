@@ -125,13 +125,32 @@ def test_bench_py_entry_point_exit_code(toy_zoo, tmp_path):
     assert "Traceback" not in done.stderr
 
 
-def test_shipped_quickstart_preset_is_valid():
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "zoo" / "presets").glob("*.yaml")))
+def test_every_shipped_preset_is_valid_and_names_zoo_models(name):
     from segbench.manifest import load_zoo, select_models
+    from segbench.presets import load_preset
+
+    preset = load_preset(name)
+    assert len(select_models(load_zoo(ROOT / "zoo"), preset["models"])) == len(preset["models"])
+
+
+def test_shipped_quickstart_preset_runs_on_the_cpu():
     from segbench.presets import load_preset
 
     preset = load_preset("quickstart")
     assert preset["device"] == "cpu" and preset["input_size"] == (512, 1024)
-    assert len(select_models(load_zoo(ROOT / "zoo"), preset["models"])) == len(preset["models"])
+
+
+def test_train_iters_from_a_preset_and_the_flag_winning_over_it(toy_zoo, tmp_path):
+    preset = tmp_path / "no-training.yaml"
+    preset.write_text("images: 2\nwarmup: 1\ntrain_iters: 0\ndevice: cpu\n")
+    common = ["bench", "--zoo", str(toy_zoo), "--models", "toy_a", "--preset", str(preset), "--no-report"]
+    assert main([*common, "--output", str(tmp_path / "a")]) == 0
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "a" / "results").glob("*/toy_a.json")]
+    assert record["training"]["reason"].endswith("--train-iters 0")
+    assert main([*common, "--output", str(tmp_path / "b"), "--train-iters", "3"]) == 0
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "b" / "results").glob("*/toy_a.json")]
+    assert record["training"]["reason"].endswith("CUDA only, this run is on cpu")
 
 
 def test_preset_with_a_negative_warmup_names_file_and_field(toy_zoo, tmp_path, capsys):
