@@ -7,7 +7,8 @@ synchronize, perf_counter, forward, bilinear resize to the input, argmax, synchr
 the same model, the same already-normalized input and the same cudnn flags; they alternate
 within each repeat so that a drift in clocks hits both. Reported: the ratio segbench/hand per
 repeat and overall, and the run-to-run spread of each. Targets (GPU): ratio 1.00 ± 0.02, repeats
-within 1% of each other. Not a test: run it on the machine whose numbers you publish.
+within 1% of each other; the exit status is 1 when a GPU run misses one. On a CPU the ratio is
+reported only. Not a test: run it on the machine whose numbers you publish.
 
     python benchmarks/latency_fidelity.py --device cuda --input-size 1024x2048
     python benchmarks/latency_fidelity.py --device cpu --input-size 256x512 --images 20
@@ -106,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio segbench/hand (median of medians): {result['ratio']:.4f} (target 1.00 ± {RATIO_TOLERANCE}: {'ok' if ok_ratio else 'MISSED'})")
     print(f"run-to-run spread (max-min)/median: segbench {100 * result['segbench_spread']:.2f}%, hand {100 * result['hand_spread']:.2f}% "
           f"(target ≤ {100 * SPREAD_TOLERANCE:.0f}%: {'ok' if ok_spread else 'MISSED'})")  # fmt: skip
+    if device.type != "cuda":
+        print("The targets are for GPUs; on a CPU this run reports the ratio only (exit status 0).")
+        return 0
     return 0 if ok_ratio and ok_spread else 1
 
 
