@@ -12,6 +12,7 @@ reported only. Not a test: run it on the machine whose numbers you publish.
 
     python benchmarks/latency_fidelity.py --device cuda --input-size 1024x2048
     python benchmarks/latency_fidelity.py --device cpu --input-size 256x512 --images 20
+    python benchmarks/latency_fidelity.py --overhead --images 3000 --repeats 15 --warmup 300
 """
 
 from __future__ import annotations
@@ -82,6 +83,18 @@ def compare(model, test: InferenceSettings, device: torch.device, *, images: int
     }
 
 
+def overhead(device: torch.device, *, images: int, warmup: int, repeats: int) -> int:
+    """segbench's additive cost per image (stage calls, clocks, events, bookkeeping), measured on a
+    network that costs almost nothing: a model's time, and the machine's noise in it, drop out.
+    The logits are half the input's size, so both loops resize them as a real network's are."""
+    model = torch.nn.Conv2d(3, 4, 1, stride=2).eval()
+    result = compare(model, InferenceSettings(test_size=(8, 16)), device, images=images, warmup=warmup, repeats=repeats)
+    ours, hand = statistics.median(result["segbench_median_s"]), statistics.median(result["hand_median_s"])
+    print(f"harness overhead on {device}, {images} images × {repeats} repeats, {torch.get_num_threads()} threads: "
+          f"segbench {ours * 1e6:.1f} µs, hand {hand * 1e6:.1f} µs per image; segbench − hand = {(ours - hand) * 1e6:+.1f} µs")  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="fcn_r18-d8_4xb2-80k_cityscapes-512x1024")
@@ -91,11 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=200, help="timed images per run (default: 200)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5, help="runs of each loop, alternating (default: 5)")
+    parser.add_argument("--overhead", action="store_true",
+                        help="time both loops on a strided 1x1 conv at 8x16 instead: their difference is segbench's own cost per image")  # fmt: skip
     args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if args.overhead:
+        return overhead(device, images=args.images, warmup=args.warmup, repeats=args.repeats)
 
     (spec,) = select_models(load_zoo(args.zoo), [args.model])
     size = args.input_size or spec.test.size
-    device = torch.device(args.device)
     result = compare(build_model(spec), inference_settings(spec.test, size=size), device,
                      images=args.images, warmup=args.warmup, repeats=args.repeats)  # fmt: skip
     print(f"{spec.name} at {size[0]}×{size[1]} (H×W) on {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
