@@ -49,6 +49,8 @@ def nvml_device(device: torch.device) -> Iterator[tuple[Any, Any] | None]:
 
         pynvml.nvmlInit()
     except Exception:  # noqa: BLE001  (NVMLError has many subclasses; any means "no NVML")
+        pynvml = None
+    if pynvml is None:
         yield None
         return
     try:
@@ -68,7 +70,7 @@ def read_gpu_state(device: torch.device) -> dict[str, Any] | None:
         power_mw = _optional(pynvml.nvmlDeviceGetPowerUsage, handle)
         energy_mj = _optional(pynvml.nvmlDeviceGetTotalEnergyConsumption, handle)
         # "Clocks event reasons" is NVML 12's name for throttle reasons; the old name goes in CUDA 14.
-        reasons = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or pynvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        reasons = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(pynvml, "nvmlDeviceGetCurrentClocksThrottleReasons", None)
         return {
             "sm_clock_mhz": _optional(pynvml.nvmlDeviceGetClockInfo, handle, pynvml.NVML_CLOCK_SM),
             "memory_clock_mhz": _optional(pynvml.nvmlDeviceGetClockInfo, handle, pynvml.NVML_CLOCK_MEM),
@@ -76,7 +78,7 @@ def read_gpu_state(device: torch.device) -> dict[str, Any] | None:
             "temperature_c": _optional(pynvml.nvmlDeviceGetTemperature, handle, pynvml.NVML_TEMPERATURE_GPU),
             "power_w": power_mw / 1000 if power_mw is not None else None,
             "energy_j": energy_mj / 1000 if energy_mj is not None else None,
-            "throttle_reasons": _optional(reasons, handle),
+            "throttle_reasons": _optional(reasons, handle) if reasons else None,
         }
 
 

@@ -262,3 +262,13 @@ def test_nvml_refusing_the_device_gives_no_readings_and_still_shuts_down(monkeyp
     assert _nvml_info(torch.device("cuda", 0)) == {}
     assert fake.calls == ["init", "shutdown"] * 2
     assert read_gpu_state(torch.device("cpu")) is None and fake.calls == ["init", "shutdown"] * 2
+
+
+def test_no_nvml_library_or_driver_gives_no_readings(monkeypatch):
+    from segbench.environment import _nvml_info
+    from segbench.gpu_state import read_gpu_state
+
+    fake_pynvml(monkeypatch, nvmlInit=lambda: 1 / 0)  # a driver that refuses NVML
+    assert read_gpu_state(torch.device("cuda", 0)) is None and _nvml_info(torch.device("cuda", 0)) == {}
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", None)  # the library is not installed
+    assert read_gpu_state(torch.device("cuda", 0)) is None and _nvml_info(torch.device("cuda", 0)) == {}
