@@ -32,7 +32,9 @@ from segbench.gpu_state import gpu_state_section, read_gpu_state
 from segbench.inference import inference_settings
 from segbench.layers import resize
 from segbench.timing import DTYPES, cudnn_flags, peak_memory, prediction_stages, time_predictions
-from segbench.training import AUXILIARY_LOSS_WEIGHT, CUDNN, IGNORE_INDEX, SGD, WARMUP_STEPS, measure_training, per_gpu_batch
+from segbench.training import (
+    AUXILIARY_LOSS_WEIGHT, CUDNN, IGNORE_INDEX, SGD, WARMUP_STEPS, measure_training, per_gpu_batch, training_precision,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class BenchSettings:
         if self.device.type != "cuda" or not self.train_iters:
             return None
         batch, batch_from = per_gpu_batch(spec)
+        precision, precision_from = training_precision(spec)
         return {
             "crop_size": list(spec.crop_size) if spec.crop_size else None,
             "batch_size": batch,
@@ -105,6 +108,8 @@ class BenchSettings:
             "warmup": WARMUP_STEPS,
             "optimizer": dict(SGD, type="SGD"),
             "loss": {"type": "cross_entropy", "ignore_index": IGNORE_INDEX, "auxiliary_weight": AUXILIARY_LOSS_WEIGHT},
+            "precision": precision,
+            "precision_from": precision_from,
             "cudnn_benchmark": CUDNN["benchmark"],
             "cudnn_deterministic": CUDNN["deterministic"],
         }
@@ -264,7 +269,10 @@ def _training(spec: ModelSpec, model, settings: BenchSettings, training: dict[st
     model.to("cpu")  # the inference copy would otherwise count towards the training peak
     torch.cuda.empty_cache()
     try:
-        return measure_training(model, settings.device, tuple(training["crop_size"]), training["batch_size"], training["iterations"])
+        return measure_training(
+            model, settings.device, tuple(training["crop_size"]), training["batch_size"], training["iterations"],
+            precision=training["precision"],
+        )  # fmt: skip
     except torch.cuda.OutOfMemoryError as exc:
         torch.cuda.empty_cache()
         return {"measured": False, "out_of_memory": True, "reason": f"out of memory: {str(exc).splitlines()[0]}"}

@@ -2,8 +2,9 @@
 
 One step: forward at the manifest's crop size and per-GPU batch, cross-entropy (ignore index
 255) on the decode head and, with weight 0.4, on the auxiliary head, backward, an SGD step
-(lr 0.01, momentum 0.9, as mmsegmentation's configs). Labels are random; the cost of a step does
-not depend on them. It runs on a deep copy, so the measured model keeps its weights and its
+(lr 0.01, momentum 0.9, as mmsegmentation's configs). Entries that mmsegmentation trained with
+mixed precision (its '-amp-' configs) train under fp16 autocast with dynamic loss scaling, as its
+AmpOptimWrapper does, and the rest in fp32. Labels are random; the cost of a step does not depend on them. It runs on a deep copy, so the measured model keeps its weights and its
 BatchNorm statistics. Only CUDA gives a peak-memory figure; the runner measures on CUDA only.
 """
 
@@ -41,6 +42,17 @@ def per_gpu_batch(spec: ModelSpec) -> tuple[int | None, str]:
     return spec.batch_size, "Metadata.Batch Size" if spec.batch_size else "none"
 
 
+def training_precision(spec: ModelSpec) -> tuple[str, str]:
+    """("fp16" or "fp32", where it came from): mmsegmentation tags its mixed-precision entries
+    '(FP16)' in Metadata.Architecture and names them '..._4xb2-amp-80k_...'. Their Mem (GB) is
+    only comparable with a step trained the same way."""
+    if "(FP16)" in spec.architecture_tags:
+        return "fp16", "Metadata.Architecture"
+    if "-amp-" in spec.name:
+        return "fp16", "name"
+    return "fp32", "default"
+
+
 def training_outputs(model: nn.Module, images: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
     """(logits, loss weight) of every head that trains: an EncoderDecoder's decode head and its
     auxiliary head on the same backbone features; any other model's forward output.
@@ -68,12 +80,15 @@ def training_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) 
 
 
 def measure_training(
-    model: nn.Module, device: torch.device, crop_size: tuple[int, int], batch: int, iterations: int
+    model: nn.Module, device: torch.device, crop_size: tuple[int, int], batch: int, iterations: int, *, precision: str = "fp32"
 ) -> dict[str, Any]:
     """Seconds per step (forward, loss, backward, optimizer step; synchronized) and, on CUDA,
-    max_memory_allocated/reserved over the steps: weights, gradients, momentum and activations."""
+    max_memory_allocated/reserved over the steps: weights, gradients, momentum and activations.
+    precision="fp16": forward and loss under fp16 autocast, a dynamic GradScaler on the loss."""
     trainee = copy.deepcopy(model).to(device).train()
     optimizer = torch.optim.SGD(trainee.parameters(), **SGD)
+    amp = precision == "fp16"
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)  # disabled: scale() and step() pass through
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(batch, 3, *crop_size, generator=generator).to(device)
     with torch.no_grad():
@@ -93,8 +108,11 @@ def measure_training(
             synchronize(device)
             start = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
-            training_loss(trainee, images, labels).backward()
-            optimizer.step()
+            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                loss = training_loss(trainee, images, labels)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             synchronize(device)
             if step >= WARMUP_STEPS:
                 samples.append(time.perf_counter() - start)
@@ -104,7 +122,7 @@ def measure_training(
             "peak_allocated_bytes": int(torch.cuda.max_memory_allocated(device)),
             "peak_reserved_bytes": int(torch.cuda.max_memory_reserved(device)),
         }
-    del trainee, optimizer
+    del trainee, optimizer, scaler
     if cuda:
         torch.cuda.empty_cache()
     return result

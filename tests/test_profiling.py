@@ -12,7 +12,7 @@ from segbench.inference import InferenceSettings
 from segbench.models import architecture_builder
 from segbench.models.segmentor import EncoderDecoder
 from segbench.timing import peak_memory, prediction_stages, time_predictions
-from segbench.training import measure_training, training_loss, training_outputs
+from segbench.training import WARMUP_STEPS, measure_training, training_loss, training_outputs
 from toy_models import tiny_segmentor
 
 FAST = ["--device", "cpu", "--images", "3", "--warmup", "1", "--no-report"]
@@ -146,6 +146,19 @@ def test_training_step_runs_on_a_copy():
     assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic) == flags  # benchmark=True inside only
 
 
+def test_mixed_precision_training_step_runs_the_heads_in_fp16():
+    """The '-amp-' entries: forward under fp16 autocast, loss scaled by a GradScaler, weights stay fp32."""
+    model = tiny_encoder_decoder()
+    seen = []
+    for head in (model.decode_head, model.auxiliary_head):
+        head.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    result = measure_training(model, torch.device("cpu"), (32, 32), batch=2, iterations=1, precision="fp16")
+    assert result["measured"] and len(result["step"]["samples"]) == 1
+    # hooks travel with the deep copy that trains: its fp32 probe for the class count, then every step's two heads
+    assert seen == [torch.float32] * 2 + [torch.float16] * 2 * (WARMUP_STEPS + 1)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
 @cuda
 @pytest.mark.gpu
 def test_cuda_records_events_memory_training_and_gpu_state(toy_zoo, tmp_path):
@@ -160,7 +173,7 @@ def test_cuda_records_events_memory_training_and_gpu_state(toy_zoo, tmp_path):
     training = record["training"]
     assert training["measured"] and training["memory"]["peak_allocated_bytes"] > 0
     assert record["settings"]["training"]["batch_size"] == 2 and record["settings"]["training"]["crop_size"] == [32, 64]
-    assert record["settings"]["training"]["cudnn_benchmark"] is True
+    assert record["settings"]["training"]["cudnn_benchmark"] is True and record["settings"]["training"]["precision"] == "fp32"
     assert "gpu_state" in record
 
 

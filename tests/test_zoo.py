@@ -13,7 +13,7 @@ from mmseg_reference import REFERENCE, reference_shapes
 from segbench.build import build_model, model_builder
 from segbench.cli import main
 from segbench.manifest import load_zoo
-from segbench.training import training_loss, training_outputs
+from segbench.training import training_loss, training_outputs, training_precision
 
 ZOO = Path(__file__).resolve().parent.parent / "zoo"
 SPECS = load_zoo(ZOO)
@@ -133,3 +133,10 @@ def test_a_training_step_reaches_every_parameter(spec):
     with torch.no_grad():
         heads = training_outputs(model.eval(), torch.randn(1, 3, 64, 128))
     assert len(heads) == 1 + hasattr(model, "auxiliary_head")
+
+
+def test_mixed_precision_entries_train_in_fp16():
+    """mmseg's '-amp-' configs report Mem (GB) of an fp16-autocast step; the rest of an fp32 one."""
+    fp16 = sorted(s.name for s in SPECS if training_precision(s)[0] == "fp16")
+    assert fp16 == sorted(s.name for s in SPECS if "-amp-" in s.name) and len(fp16) == 4
+    assert {training_precision(s)[1] for s in SPECS if s.name in fp16} == {"Metadata.Architecture"}
