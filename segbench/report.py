@@ -96,7 +96,7 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
         **{f"{stage}_ms": _median_ms(stages.get(stage)) for stage in _STAGES},
         fps=stats["fps"],
         memory_mb=memory["peak_allocated_bytes"] / 2**20 if memory.get("measured") else None,
-        memory_reserved_mb=memory["peak_reserved_bytes"] / 2**20 if memory.get("measured") and "peak_reserved_bytes" in memory else None,
+        memory_reserved_mb=memory["peak_reserved_bytes"] / 2**20 if memory.get("measured") else None,
     )
     training = record.get("training") or {}
     if training.get("measured"):

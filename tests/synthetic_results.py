@@ -46,7 +46,7 @@ def write_synthetic_results(root: Path, models_per_family: int, hardware: tuple[
                                  "cudnn_benchmark": False, "cudnn_deterministic": True, "input": "synthetic", "weights": "w.pth"},
                     "params": {"inference": int((params + f * 2 + i * 0.3) * 1e6), "total": int((params + f * 2 + i * 0.3 + 2) * 1e6)},
                     "macs": {"fvcore": int(cost * 3e11 * (1 + f * 0.2 + i * 0.02)), "thop": int(cost * 3e11)},
-                    "memory": {"measured": True, "peak_allocated_bytes": int(cost * 2**30)},
+                    "memory": {"measured": True, "peak_allocated_bytes": int(cost * 2**30), "peak_reserved_bytes": int(cost * 1.25 * 2**30)},
                     "latency": {"unit": "s", "samples": [median * rng.lognormvariate(0, 0.03) for _ in range(samples)]},
                     "accuracy": {"miou": reported + rng.uniform(-0.5, 0.5), "iou": [rng.uniform(40, 95) for _ in CLASSES],
                                  "classes": CLASSES, "num_images": 500, "split": "val", "is_synthetic": False},

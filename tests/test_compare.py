@@ -62,7 +62,7 @@ def _record(model: str, hardware: str, samples: list[float]) -> dict:
         "environment": {"hardware": hardware, "device_type": "cuda", "gpu_name": hardware, "cpu": "x", "date": "2026-01-01"},
         "settings": {"input_size": [32, 64], "images": len(samples), "warmup": 1},
         "params": {"inference": 1000, "total": 1200}, "macs": {"fvcore": 10**9},
-        "memory": {"measured": True, "peak_allocated_bytes": 2**20},
+        "memory": {"measured": True, "peak_allocated_bytes": 2**20, "peak_reserved_bytes": 2**21},
         "latency": {"unit": "s", "samples": samples},
     }  # fmt: skip
 
