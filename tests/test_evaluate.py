@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from segbench.cityscapes import CLASSES, CityscapesDataset
+from segbench.errors import SegbenchError
 from segbench.evaluate import evaluate
 from segbench.inference import InferenceSettings, predicted_labels
 from segbench.metrics import confusion_matrix
@@ -80,3 +82,15 @@ def test_cuda_with_pinned_memory(synthetic_cityscapes):
     labelled = sum(int((dataset[i][1] != 255).sum()) for i in range(len(dataset)))
     assert result.device == "cuda" and result.confusion.device.type == "cpu"
     assert result.confusion.sum() == labelled and 0 < result.forward_time_s < result.wall_time_s
+
+
+def test_a_corrupt_label_read_in_a_worker_names_the_file(synthetic_cityscapes, tmp_path):
+    root = shutil.copytree(synthetic_cityscapes, tmp_path / "copy")
+    label = root / "gtFine/val/bochum/bochum_000001_000001_gtFine_labelIds.png"
+    label.write_bytes(label.read_bytes()[:-40])  # header intact (the pair check passes), pixel data cut short
+    dataset = CityscapesDataset(root)
+    with pytest.raises(SegbenchError) as caught:
+        evaluate(_tiny_model(), dataset, SETTINGS, num_workers=2)
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1, message
+    assert message.startswith(f"{label}: unreadable image")
