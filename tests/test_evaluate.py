@@ -6,16 +6,19 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+import torch.nn.functional as F
 from torch import nn
 
-from segbench.cityscapes import CLASSES, CityscapesDataset
+from official_cityscapes import official_class_iou, official_evaluation, official_train_id_matrix
+from segbench.cityscapes import CLASSES, CityscapesDataset, write_synthetic_cityscapes
 from segbench.errors import SegbenchError
 from segbench.evaluate import evaluate
-from segbench.inference import InferenceSettings, predicted_labels
+from segbench.inference import InferenceSettings, normalize, predicted_labels
 from segbench.metrics import confusion_matrix
 
 SETTINGS = InferenceSettings(align_corners=False)
@@ -50,6 +53,26 @@ def test_single_process_with_workers(synthetic_cityscapes):
     assert record["miou"] == pytest.approx(100 * result.metrics.miou)
     assert json.loads(json.dumps(record, allow_nan=False)) == record  # JSON-safe: NaN became null
     assert record["classes"] == list(CLASSES) and len(record["iou"]) == len(CLASSES)
+
+
+def test_another_aspect_ratio_is_resized_keeping_it_and_scored_at_label_resolution(tmp_path, monkeypatch):
+    # 48x80 (HxW) images, test size 32x64: by hand, f = min(64/80, 32/48) = 2/3, 80 * 2/3 = 53.3 -> 32x53
+    root = write_synthetic_cityscapes(tmp_path / "data", cities=("ulm",), images_per_city=3, size=(48, 80))
+    dataset = CityscapesDataset(root)
+    settings = InferenceSettings(test_size=(32, 64))
+    result = evaluate(_tiny_model(), dataset, settings, num_workers=0)
+
+    model = _tiny_model().eval()
+    predictions = []
+    with torch.no_grad():
+        for image, _, name in (dataset[i] for i in range(len(dataset))):
+            small = F.interpolate(normalize(image[None], settings.mean, settings.std), (32, 53), mode="bilinear")
+            logits = F.interpolate(model(small), (32, 53), mode="bilinear")  # to the network's input, as mmseg
+            predictions.append((name, F.interpolate(logits, (48, 80), mode="bilinear").argmax(1)[0]))
+    official = official_evaluation(predictions, [label for _, label in dataset.pairs], tmp_path, monkeypatch)
+    np.testing.assert_array_equal(result.confusion.numpy(), official_train_id_matrix(official))
+    np.testing.assert_allclose(result.metrics.iou, official_class_iou(official), rtol=0, atol=1e-6, equal_nan=True)
+    assert result.confusion.sum() == sum(int((dataset[i][1] != 255).sum()) for i in range(len(dataset)))
 
 
 def _rank_main(rank: int, world_size: int, root: str, rendezvous: str, out: str) -> None:
