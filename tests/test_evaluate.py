@@ -75,6 +75,39 @@ def test_another_aspect_ratio_is_resized_keeping_it_and_scored_at_label_resoluti
     assert result.confusion.sum() == sum(int((dataset[i][1] != 255).sum()) for i in range(len(dataset)))
 
 
+class _Constant(nn.Module):
+    """Predicts one class everywhere, at 1/4 of the input."""
+
+    def __init__(self, predicted: int) -> None:
+        super().__init__()
+        self.predicted = predicted
+
+    def forward(self, x):
+        logits = x.new_zeros(x.shape[0], len(CLASSES), x.shape[2] // 4, x.shape[3] // 4)
+        logits[:, self.predicted] = 1.0
+        return logits
+
+
+def test_record_scores_are_percent_and_null_where_a_class_has_none(synthetic_cityscapes):
+    dataset = CityscapesDataset(synthetic_cityscapes)
+    labels = torch.cat([dataset[i][1].flatten() for i in range(len(dataset))])
+    labels = labels[labels != 255]
+    present = sorted(set(labels.tolist()))
+    absent = sorted(set(range(len(CLASSES))) - set(present))
+    predicted = present[0]  # everywhere: its IoU is its share of the labelled pixels, its accuracy 100%
+    share = 100 * int((labels == predicted).sum()) / labels.numel()
+    result = evaluate(_Constant(predicted), dataset, SETTINGS, num_workers=0)
+    record = json.loads(json.dumps(result.as_record(), allow_nan=False))
+    assert record["unit"] == "percent" and absent and len(present) > 1
+    assert record["iou"][predicted] == pytest.approx(share) and record["accuracy"][predicted] == pytest.approx(100)
+    for c in present[1:]:  # labelled, never predicted
+        assert record["iou"][c] == 0 and record["accuracy"][c] == 0
+    for c in absent:  # in neither labels nor predictions: null, and left out of the means
+        assert record["iou"][c] is None and record["accuracy"][c] is None
+    assert record["miou"] == pytest.approx(share / len(present)) and record["macc"] == pytest.approx(100 / len(present))
+    assert record["aacc"] == pytest.approx(share)
+
+
 def _rank_main(rank: int, world_size: int, root: str, rendezvous: str, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world_size)
