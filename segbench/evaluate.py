@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from segbench.cityscapes import CLASSES, CityscapesDataset
+from segbench.errors import SegbenchError
 from segbench.inference import InferenceSettings, predicted_labels
 from segbench.metrics import SegmentationMetrics, confusion_matrix, segmentation_metrics
 from segbench.timing import synchronize
@@ -92,6 +93,22 @@ class _ForwardTimer:
         return logits
 
 
+_ORIGINAL_ERROR = f"{SegbenchError.__module__}.{SegbenchError.__qualname__}: "
+
+
+def _worker_error_message(text: str) -> str | None:
+    """The one-line message of a SegbenchError raised in a DataLoader worker, else None.
+
+    torch raises such an error again in the main process as "Caught SegbenchError in DataLoader
+    worker process N." followed by the worker's traceback; the message (with the file) is only
+    on the traceback's last line.
+    """
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("Caught SegbenchError in DataLoader worker"):
+        return None
+    return next((line[len(_ORIGINAL_ERROR) :] for line in reversed(lines) if line.startswith(_ORIGINAL_ERROR)), None)
+
+
 def _mode_name(settings: InferenceSettings) -> str:
     return f"{settings.mode}+ms_flip" if settings.multi_scale_flip else settings.mode
 
@@ -123,10 +140,16 @@ def evaluate(
 
     synchronize(device)
     start = time.perf_counter()
-    for images, labels, _ in loader:
-        images = images.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
-        matrix += confusion_matrix(predicted_labels(timer, images, settings), labels)
+    try:
+        for images, labels, _ in loader:
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            matrix += confusion_matrix(predicted_labels(timer, images, settings), labels)
+    except SegbenchError as exc:
+        message = _worker_error_message(str(exc))
+        if message is None:
+            raise
+        raise SegbenchError(message) from exc
     totals = torch.tensor([len(shard), timer.seconds], dtype=torch.float64, device=device)
     if distributed:
         dist.all_reduce(matrix)

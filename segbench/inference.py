@@ -2,8 +2,10 @@
 
 Everything here runs on the device that holds the batch: images arrive as uint8 (or 0..255
 float) RGB (N, 3, H, W), are normalized and resized there, and scores come back at the input
-(H, W). Image resizing is bilinear with half-pixel centres (align_corners=False), as cv2 does in
-mmseg's test pipeline; logits are resized with the model's own align_corners setting.
+(H, W), the label's resolution. Images are resized as mmseg's `Resize(keep_ratio=True)` does:
+as large as they fit in the test size with their aspect ratio kept. Image resizing is bilinear
+with half-pixel centres (align_corners=False), as cv2 does in mmseg's test pipeline; logits are
+resized with the model's own align_corners setting.
 """
 
 from __future__ import annotations
@@ -15,16 +17,18 @@ from torch import nn
 
 from segbench.layers import resize
 from segbench.manifest import IMAGENET_MEAN, IMAGENET_STD, TestSpec
+
 MS_FLIP_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-"""The image ratios of mmseg's Cityscapes mIoU(ms+flip), relative to the test size."""
+"""The ratios of mmseg's Cityscapes mIoU(ms+flip), applied to the test size (see `multi_scale_size`)."""
 
 
 @dataclass(frozen=True)
 class InferenceSettings:
     """How one model is tested: mmseg's test_cfg (mode, crop, stride) plus its test pipeline.
 
-    `test_size` is the (H, W) an image is resized to before inference (None: as loaded); scores
-    are always returned at the loaded size. `mean`/`std` are per RGB channel on the 0..255 scale.
+    `test_size` is the (H, W) scale an image is fitted into, aspect ratio kept, before inference
+    (None: as loaded); scores are always returned at the loaded size. `mean`/`std` are per RGB
+    channel on the 0..255 scale.
     """
 
     mode: str = "whole"
@@ -124,27 +128,45 @@ def logits_at_input_size(model: nn.Module, images: torch.Tensor, settings: Infer
     return whole_logits(model, images, settings.align_corners)
 
 
-def _scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
-    """mmcv's rescale of (H, W) by a factor: each side rounded half up."""
-    return int(size[0] * scale + 0.5), int(size[1] * scale + 0.5)
+def keep_ratio_size(size: tuple[int, int], scale: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) of an image of `size` made as large as fits in `scale` with its aspect ratio kept.
+
+    mmcv's rescale_size, which mmseg's Resize(keep_ratio=True) uses: the long side at most
+    max(scale), the short side at most min(scale) (so the scale's orientation does not matter),
+    each side times the factor rounded half up. 1024x2048 in (1024, 2048) stays; 48x80 in
+    (32, 64) becomes 32x53.
+    """
+    factor = min(max(scale) / max(size), min(scale) / min(size))
+    return int(size[0] * factor + 0.5), int(size[1] * factor + 0.5)
+
+
+def multi_scale_size(size: tuple[int, int], scale: tuple[int, int], ratio: float) -> tuple[int, int]:
+    """(H, W) of an image of `size` at one ratio of the ms+flip test.
+
+    mmseg's MultiScaleFlipAug: the test scale times the ratio (each side truncated), then the
+    image fitted into it with its aspect ratio kept. Ratio 1.0 gives the single-scale size.
+    """
+    return keep_ratio_size(size, (int(scale[0] * ratio), int(scale[1] * ratio)))
 
 
 @torch.inference_mode()
 def class_scores(model: nn.Module, images: torch.Tensor, settings: InferenceSettings) -> torch.Tensor:
     """(N, C, H, W) scores at the input size of a uint8 RGB batch (N, 3, H, W).
 
-    Single scale: logits. Multi-scale + flip: the mean of the softmax probabilities over every
-    scale of the test size and both horizontal flips, each resized back to the input size first,
+    Single scale: logits of the image resized to fit the test size (aspect ratio kept), resized
+    back to the input size. Multi-scale + flip: the mean of the softmax probabilities over every
+    ratio of the test size and both horizontal flips, each resized back to the input size first,
     as mmseg's SegTTAModel (1.x) and aug_test (0.x) average probabilities, not logits.
     """
     size = tuple(images.shape[-2:])
     test_size = settings.test_size or size
     x = normalize(images, settings.mean, settings.std)
     if not settings.multi_scale_flip:
-        return resize(logits_at_input_size(model, resize(x, test_size, False), settings), size, settings.align_corners)
+        resized = resize(x, keep_ratio_size(size, test_size), False)
+        return resize(logits_at_input_size(model, resized, settings), size, settings.align_corners)
     total = None
-    for scale in settings.scales:
-        scaled = resize(x, _scaled_size(test_size, scale), False)
+    for ratio in settings.scales:
+        scaled = resize(x, multi_scale_size(size, test_size, ratio), False)
         for flip in (False, True):
             logits = logits_at_input_size(model, scaled.flip(-1) if flip else scaled, settings)
             logits = logits.flip(-1) if flip else logits

@@ -7,8 +7,11 @@ import torch
 from torch import nn
 
 from segbench.inference import (
+    MS_FLIP_SCALES,
     InferenceSettings,
     class_scores,
+    keep_ratio_size,
+    multi_scale_size,
     normalize,
     predicted_labels,
     slide_logits,
@@ -111,13 +114,56 @@ def test_whole_scores_at_input_size_with_test_size():
     assert torch.equal(predicted_labels(model, images, settings), scores.argmax(1))
 
 
+def test_keep_ratio_size_by_hand():
+    # mmcv's rescale_size: factor = min(max(scale) / long side, min(scale) / short side), half up
+    assert keep_ratio_size((48, 80), (32, 64)) == (32, 53)  # f = min(64/80, 32/48) = 2/3; 80 * 2/3 = 53.3
+    assert keep_ratio_size((1024, 2048), (1024, 2048)) == (1024, 2048)
+    assert keep_ratio_size((1024, 2048), (512, 1024)) == (512, 1024)
+    assert keep_ratio_size((100, 100), (32, 64)) == (32, 32)  # square: the short side of the scale binds
+    assert keep_ratio_size((90, 30), (32, 64)) == (64, 21)  # portrait: long side to 64, f = 64/90, 30f = 21.3
+    assert keep_ratio_size((5, 9), (10, 20)) == (10, 18)  # upscaled: f = min(20/9, 10/5) = 2
+
+
+def test_whole_keeps_the_aspect_ratio_and_scores_at_the_input_size():
+    # a 48x80 image with test size 32x64: the network sees 32x53, scores come back at 48x80
+    model = _Recording()
+    images = _images(size=(48, 80), n=1)
+    settings = InferenceSettings(test_size=(32, 64), align_corners=True)
+    scores = class_scores(model, images, settings)
+    assert model.sizes == [(32, 53)] and scores.shape == (1, 5, 48, 80)
+    x = normalize(images, settings.mean, settings.std)
+    with torch.no_grad():
+        expected = resize(model.conv(resize(x, (32, 53), False)), (48, 80), True)
+    torch.testing.assert_close(scores, expected)
+
+
+def test_slide_windows_run_over_the_keep_ratio_image():
+    model = _Recording()
+    settings = InferenceSettings(mode="slide", crop_size=(16, 60), stride=(12, 40), test_size=(32, 64))
+    scores = class_scores(model, _images(size=(48, 80), n=1), settings)
+    assert scores.shape == (1, 5, 48, 80)
+    # over 32x53: 3 rows of windows, (32-16+11)//12+1; one column, the image being narrower than the crop
+    assert model.sizes == [(16, 53)] * 3
+
+
 def test_multi_scale_flip_sizes_follow_the_test_size():
     model = _Recording()
     settings = InferenceSettings(multi_scale_flip=True, test_size=(30, 50))
     scores = class_scores(model, _images(n=1), settings)
     assert scores.shape == (1, 5, 64, 128)
-    expected = [(15, 25), (23, 38), (30, 50), (38, 63), (45, 75), (53, 88)]  # each side * ratio, half up
+    # mmseg's MultiScaleFlipAug: scale (30, 50) * ratio, each side truncated, then the 64x128 image
+    # fitted into it with its ratio kept: factor min(long/128, short/64), each side * factor, half up.
+    # 0.5: (15, 25) -> f=25/128 -> (12.5, 25) -> (13, 25); 0.75: (22, 37) -> f=37/128 -> (18.5, 37) -> (19, 37)
+    # 1.0: (30, 50) -> (25, 50); 1.25: (37, 62) -> (31, 62); 1.5: (45, 75) -> (37.5, 75) -> (38, 75)
+    # 1.75: (52, 87) -> (43.5, 87) -> (44, 87)
+    expected = [(13, 25), (19, 37), (25, 50), (31, 62), (38, 75), (44, 87)]
     assert model.sizes == [size for size in expected for _ in range(2)]
+
+
+def test_multi_scale_flip_at_full_cityscapes_size():
+    # 1024x2048 into (1024, 2048) * ratio: exactly each ratio, as mmseg's Cityscapes aug test
+    expected = [(512, 1024), (768, 1536), (1024, 2048), (1280, 2560), (1536, 3072), (1792, 3584)]
+    assert [multi_scale_size((1024, 2048), (1024, 2048), ratio) for ratio in MS_FLIP_SCALES] == expected
 
 
 def test_multi_scale_flip_averages_probabilities():
