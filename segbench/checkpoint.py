@@ -1,10 +1,14 @@
 """Checkpoints: local path or http(s) URL -> sha256 check -> torch.load(weights_only=True)
 -> key adapter -> load_state_dict(strict=True).
 
-Downloads go to a temporary file in the cache directory and are renamed into place only after
-the hash checks out and the file reads as a checkpoint, so the cache never holds a partial or
-unverified file. Without a full sha256, the hash prefix that mmsegmentation and torchvision put
-in their file names (`..._20200604_192608-efe53f0d.pth`) is checked instead.
+The cache keeps each URL's file as `<cache>/<sha256(url)[:16]>/<file name>`: keyed by the whole
+URL, since PaddleSeg names every file `model.pdparams`. Downloads go to a temporary `.part` file
+beside it and are renamed into place only after the hash checks out and the file reads as a
+checkpoint, so the cache never holds a partial or unverified file; a cached file that no longer
+checks out is moved aside and fetched again, and the `.part` of a killed download is removed by
+the next run. Without a full sha256, the hash prefix that mmsegmentation and torchvision put in
+their file names (`..._20200604_192608-efe53f0d.pth`) is checked instead: a corruption check,
+not a pin (2^32 tries forge it).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,6 +29,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from torch import nn
 
 from segbench.errors import SegbenchError, located
+from segbench.tempfiles import owned_temp_file, remove_abandoned
 
 StateDict = dict[str, torch.Tensor]
 KeyAdapter = Callable[[StateDict], StateDict]
@@ -97,19 +102,23 @@ def load_checkpoint(
 
 
 def _cached_download(url: str, model_name: str, sha256: str | None, cache_dir: Path) -> StateDict:
-    """The state_dict of `url`, downloading it into `cache_dir` on first use."""
+    """The state_dict of `url`, downloading it into `cache_dir` on first use and again if its copy went bad."""
     name = Path(unquote(urlparse(url).path)).name
     if not name:
         raise SegbenchError(f"{located(url, model_name)}: the URL names no file to cache it under")
     expected = expected_sha256(name, sha256)
-    target = cache_dir / name
+    folder = cache_dir / hashlib.sha256(url.encode()).hexdigest()[:16]
+    target = folder / name
+    remove_abandoned(cache_dir.glob("*/.*.part"))
     if target.is_file():
-        if expected is not None:
-            _verify(_sha256_of(target), expected, str(target), model_name)
-        return _read_state_dict(target, str(target), model_name)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(dir=cache_dir, prefix=f".{name}.", suffix=".part")
-    temp = Path(temp_name)
+        try:
+            if expected is not None:
+                _verify(_sha256_of(target), expected, str(target), model_name)
+            return _read_state_dict(target, str(target), model_name)
+        except SegbenchError as error:
+            _move_aside(target, error)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, temp = owned_temp_file(folder, name, ".part")
     try:
         with os.fdopen(fd, "wb") as out:
             digest = _download(url, out, name, model_name)
@@ -119,6 +128,21 @@ def _cached_download(url: str, model_name: str, sha256: str | None, cache_dir: P
         return state_dict
     finally:
         temp.unlink(missing_ok=True)  # gone already after a successful rename
+
+
+def _move_aside(target: Path, error: SegbenchError) -> None:
+    """Rename a cached file that no longer checks out to `<name>.corrupt-<time>`, kept for inspection.
+
+    Renamed rather than deleted: a file that changed under a pinned hash may be a failing disk or
+    tampering, and the user should be able to look at it; it is never read again.
+    """
+    aside = target.with_name(f"{target.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+    try:
+        os.replace(target, aside)
+    except FileNotFoundError:  # another process moved it first
+        return
+    message = f"segbench: warning: {error}; moved to {aside.name}, fetching it again"
+    Console(stderr=True, soft_wrap=True).print(message, markup=False, highlight=False)
 
 
 def _download(url: str, out: BinaryIO, name: str, model_name: str) -> str:
