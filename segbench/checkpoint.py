@@ -9,6 +9,10 @@ checks out is moved aside and fetched again, and the `.part` of a killed downloa
 the next run. Without a full sha256, the hash prefix that mmsegmentation and torchvision put in
 their file names (`..._20200604_192608-efe53f0d.pth`) is checked instead: a corruption check,
 not a pin (2^32 tries forge it).
+
+torch before 2.10 can run code or corrupt memory while unpickling a crafted file even with
+weights_only=True, so there a checkpoint is read only when its full sha256 is pinned or the
+user says they trust it.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ KeyAdapter = Callable[[StateDict], StateDict]
 
 _KEY_ADAPTERS: dict[str, KeyAdapter] = {}
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z]+$")
+_FULL_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+# GHSA-53q9-r3pm-6pq6 (CVE-2025-32434, code execution) is fixed in 2.6, CVE-2026-24747 (memory
+# corruption) in 2.10: both in the unpickler behind torch.load(weights_only=True).
+_SAFE_TORCH = (2, 10)
 _URL_SCHEMES = ("http", "https", "file")
 _CHUNK = 1 << 20
 _KEYS_LISTED = 5
@@ -70,6 +78,19 @@ def expected_sha256(name: str, sha256: str | None) -> str | None:
     return match.group(1) if match else None
 
 
+def torch_load_is_safe() -> bool:
+    """True on a torch whose weights_only unpickler has both fixes: a final release 2.10 or later.
+
+    torch.__version__ is parsed, not compared as text ('2.9.1+cu121' < '2.10'); a pre-release
+    of 2.10 (2.10.0a0, 2.10.0rc1, 2.10.0.dev...) may predate the fix and counts as older.
+    """
+    match = re.match(r"(\d+)\.(\d+)(?:\.\d+)?([^+]*)", torch.__version__)
+    if not match:
+        return False
+    release = (int(match[1]), int(match[2]))
+    return release > _SAFE_TORCH or (release == _SAFE_TORCH and not match[3])
+
+
 def load_checkpoint(
     model: nn.Module,
     source: str | os.PathLike,
@@ -78,19 +99,32 @@ def load_checkpoint(
     sha256: str | None = None,
     adapter: str | None = None,
     cache_dir: str | os.PathLike | None = None,
+    trusted: bool = False,
 ) -> None:
-    """Load weights into `model` strictly; every failure a user can cause is a one-line SegbenchError."""
+    """Load weights into `model` strictly; every failure a user can cause is a one-line SegbenchError.
+
+    `trusted` lets an unpinned file be read on a torch older than 2.10 (--trust-checkpoints).
+    """
     source = str(source)
     if adapter is not None and adapter not in _KEY_ADAPTERS:
         raise SegbenchError(
             f"{located(source, model_name, 'adapter')}: unknown key adapter {adapter!r}; known: {list_key_adapters()}"
         )
-    if urlparse(source).scheme in _URL_SCHEMES:
+    is_url = urlparse(source).scheme in _URL_SCHEMES
+    path = Path(source).expanduser()
+    if not is_url and not path.is_file():
+        raise SegbenchError(f"{located(source, model_name)}: no such checkpoint file; check the path or give a URL")
+    if not (trusted or torch_load_is_safe() or (sha256 and _FULL_SHA256.fullmatch(sha256))):
+        raise SegbenchError(
+            f"{located(source, model_name, 'sha256')}: torch {torch.__version__} is older than 2.10, and its "
+            "weights_only unpickler is no safe boundary for a crafted file (GHSA-53q9-r3pm-6pq6 / CVE-2025-32434: "
+            "code execution, fixed in 2.6; CVE-2026-24747: memory corruption, fixed in 2.10); upgrade torch, pin "
+            "the file's full sha256 (the manifest's 'Weights SHA256', or --sha256 with --checkpoint), or pass "
+            "--trust-checkpoints if you trust the file"
+        )
+    if is_url:
         state_dict = _cached_download(source, model_name, sha256, Path(cache_dir or default_cache_dir()))
     else:
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise SegbenchError(f"{located(source, model_name)}: no such checkpoint file; check the path or give a URL")
         expected = expected_sha256(path.name, sha256)
         if expected is not None:
             _verify(_sha256_of(path), expected, source, model_name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import re
 import subprocess
 import sys
@@ -16,9 +17,11 @@ import pytest
 import torch
 from torch import nn
 
-from segbench.checkpoint import default_cache_dir, expected_sha256, load_checkpoint
+from segbench.checkpoint import default_cache_dir, expected_sha256, load_checkpoint, torch_load_is_safe
+from segbench.cli import main
 from segbench.errors import SegbenchError
 from segbench.models import architecture_builder
+from toy_models import tiny_segmentor
 
 DATA = Path(__file__).parent / "data"
 
@@ -324,3 +327,53 @@ def test_part_file_of_a_killed_download_is_removed_only_once_its_owner_is_dead(t
         handler.release.set()
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.mark.parametrize(
+    ("version", "safe"),
+    [("2.9.1+cu121", False), ("2.1.0", False), ("2.5.1", False), ("2.6.0+cu124", False), ("2.10.0a0+git1234", False),
+     ("2.10.0.dev20251115", False), ("2.10.0rc2", False), ("2.10.0", True), ("2.10.1+cu128", True),
+     ("2.11.0a0+gitabc", True), ("2.13.0+cpu", True), ("3.0", True), ("nonsense", False)],
+)  # fmt: skip
+def test_torch_version_check_parses_versions_not_text(monkeypatch, version, safe):
+    monkeypatch.setattr(torch, "__version__", version)
+    assert torch_load_is_safe() is safe
+
+
+ADVISORY = re.compile(r"GHSA-53q9-r3pm-6pq6.*CVE-2026-24747.*upgrade torch.*sha256.*--trust-checkpoints")
+
+
+def test_old_torch_refuses_unpinned_local_file_and_url(tmp_path, server, monkeypatch):
+    monkeypatch.setattr(torch, "__version__", "2.9.1+cu121")
+    root, base_url, requests = server
+    source = tiny_model()
+    path = save_with_hash_name(source.state_dict(), tmp_path, "tiny")  # the name's 8-digit prefix is no pin
+    save_with_hash_name(source.state_dict(), root, "tiny")
+    for where in (path, f"{base_url}/{path.name}"):
+        with pytest.raises(SegbenchError, match=ADVISORY) as error:
+            load_checkpoint(tiny_model(), where, model_name="tiny", cache_dir=tmp_path / "cache")
+        assert "\n" not in str(error.value) and str(where) in str(error.value)
+    assert requests == []  # refused before downloading
+    for where in (path, f"{base_url}/{path.name}"):
+        for pin in ({"sha256": sha256_of(path)}, {"trusted": True}):
+            target = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+            load_checkpoint(target, where, model_name="tiny", cache_dir=tmp_path / "cache", **pin)
+            assert_same_weights(source, target)
+
+
+def test_cli_sha256_and_trust_flags_reach_the_loader(toy_zoo, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch, "__version__", "2.9.1+cu121")
+    ckpt = tmp_path / "toy_a.pth"
+    torch.save(tiny_segmentor(num_classes=4).state_dict(), ckpt)
+    out = tmp_path / "out"
+    args = ["bench", "--zoo", str(toy_zoo), "--output", str(out), "--models", "toy_a", "--checkpoint", str(ckpt),
+            "--device", "cpu", "--images", "1", "--warmup", "0", "--train-iters", "0", "--no-report", "--force"]  # fmt: skip
+    assert main(args) == 1
+    (failed,) = (out / "results").glob("*/toy_a.failed.json")
+    assert ADVISORY.search(json.loads(failed.read_text())["error"]["message"])
+    assert main([*args, "--sha256", sha256_of(ckpt).upper()]) == 0
+    assert main([*args, "--trust-checkpoints"]) == 0
+    assert main([*args, "--sha256", "0" * 64]) == 1  # a pin is checked, not just present
+    capsys.readouterr()
+    assert main([*args[:7], *args[9:], "--sha256", sha256_of(ckpt)]) == 1  # without --checkpoint
+    assert capsys.readouterr().err.strip().endswith("--sha256: pins the file of --checkpoint; give --checkpoint too")
