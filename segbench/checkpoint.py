@@ -1,10 +1,18 @@
 """Checkpoints: local path or http(s) URL -> sha256 check -> torch.load(weights_only=True)
 -> key adapter -> load_state_dict(strict=True).
 
-Downloads go to a temporary file in the cache directory and are renamed into place only after
-the hash checks out and the file reads as a checkpoint, so the cache never holds a partial or
-unverified file. Without a full sha256, the hash prefix that mmsegmentation and torchvision put
-in their file names (`..._20200604_192608-efe53f0d.pth`) is checked instead.
+The cache keeps each URL's file as `<cache>/<sha256(url)[:16]>/<file name>`: keyed by the whole
+URL, since PaddleSeg names every file `model.pdparams`. Downloads go to a temporary `.part` file
+beside it and are renamed into place only after the hash checks out and the file reads as a
+checkpoint, so the cache never holds a partial or unverified file; a cached file that no longer
+checks out is moved aside and fetched again, and the `.part` of a killed download is removed by
+the next run. Without a full sha256, the hash prefix that mmsegmentation and torchvision put in
+their file names (`..._20200604_192608-efe53f0d.pth`) is checked instead: a corruption check,
+not a pin (2^32 tries forge it).
+
+torch before 2.10 can run code or corrupt memory while unpickling a crafted file even with
+weights_only=True, so there a checkpoint is read only when its full sha256 is pinned or the
+user says they trust it.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,12 +33,17 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from torch import nn
 
 from segbench.errors import SegbenchError, located
+from segbench.tempfiles import owned_temp_file, remove_abandoned
 
 StateDict = dict[str, torch.Tensor]
 KeyAdapter = Callable[[StateDict], StateDict]
 
 _KEY_ADAPTERS: dict[str, KeyAdapter] = {}
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z]+$")
+_FULL_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+# GHSA-53q9-r3pm-6pq6 (CVE-2025-32434, code execution) is fixed in 2.6, CVE-2026-24747 (memory
+# corruption) in 2.10: both in the unpickler behind torch.load(weights_only=True).
+_SAFE_TORCH = (2, 10)
 _URL_SCHEMES = ("http", "https", "file")
 _CHUNK = 1 << 20
 _KEYS_LISTED = 5
@@ -65,6 +78,19 @@ def expected_sha256(name: str, sha256: str | None) -> str | None:
     return match.group(1) if match else None
 
 
+def torch_load_is_safe() -> bool:
+    """True on a torch whose weights_only unpickler has both fixes: a final release 2.10 or later.
+
+    torch.__version__ is parsed, not compared as text ('2.9.1+cu121' < '2.10'); a pre-release
+    of 2.10 (2.10.0a0, 2.10.0rc1, 2.10.0.dev...) may predate the fix and counts as older.
+    """
+    match = re.match(r"(\d+)\.(\d+)(?:\.\d+)?([^+]*)", torch.__version__)
+    if not match:
+        return False
+    release = (int(match[1]), int(match[2]))
+    return release > _SAFE_TORCH or (release == _SAFE_TORCH and not match[3])
+
+
 def load_checkpoint(
     model: nn.Module,
     source: str | os.PathLike,
@@ -73,19 +99,32 @@ def load_checkpoint(
     sha256: str | None = None,
     adapter: str | None = None,
     cache_dir: str | os.PathLike | None = None,
+    trusted: bool = False,
 ) -> None:
-    """Load weights into `model` strictly; every failure a user can cause is a one-line SegbenchError."""
+    """Load weights into `model` strictly; every failure a user can cause is a one-line SegbenchError.
+
+    `trusted` lets an unpinned file be read on a torch older than 2.10 (--trust-checkpoints).
+    """
     source = str(source)
     if adapter is not None and adapter not in _KEY_ADAPTERS:
         raise SegbenchError(
             f"{located(source, model_name, 'adapter')}: unknown key adapter {adapter!r}; known: {list_key_adapters()}"
         )
-    if urlparse(source).scheme in _URL_SCHEMES:
+    is_url = urlparse(source).scheme in _URL_SCHEMES
+    path = Path(source).expanduser()
+    if not is_url and not path.is_file():
+        raise SegbenchError(f"{located(source, model_name)}: no such checkpoint file; check the path or give a URL")
+    if not (trusted or torch_load_is_safe() or (sha256 and _FULL_SHA256.fullmatch(sha256))):
+        raise SegbenchError(
+            f"{located(source, model_name, 'sha256')}: torch {torch.__version__} is older than 2.10, and its "
+            "weights_only unpickler is no safe boundary for a crafted file (GHSA-53q9-r3pm-6pq6 / CVE-2025-32434: "
+            "code execution, fixed in 2.6; CVE-2026-24747: memory corruption, fixed in 2.10); upgrade torch, pin "
+            "the file's full sha256 (the manifest's 'Weights SHA256', or --sha256 with --checkpoint), or pass "
+            "--trust-checkpoints if you trust the file"
+        )
+    if is_url:
         state_dict = _cached_download(source, model_name, sha256, Path(cache_dir or default_cache_dir()))
     else:
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise SegbenchError(f"{located(source, model_name)}: no such checkpoint file; check the path or give a URL")
         expected = expected_sha256(path.name, sha256)
         if expected is not None:
             _verify(_sha256_of(path), expected, source, model_name)
@@ -97,19 +136,23 @@ def load_checkpoint(
 
 
 def _cached_download(url: str, model_name: str, sha256: str | None, cache_dir: Path) -> StateDict:
-    """The state_dict of `url`, downloading it into `cache_dir` on first use."""
+    """The state_dict of `url`, downloading it into `cache_dir` on first use and again if its copy went bad."""
     name = Path(unquote(urlparse(url).path)).name
     if not name:
         raise SegbenchError(f"{located(url, model_name)}: the URL names no file to cache it under")
     expected = expected_sha256(name, sha256)
-    target = cache_dir / name
+    folder = cache_dir / hashlib.sha256(url.encode()).hexdigest()[:16]
+    target = folder / name
+    remove_abandoned(cache_dir.glob("*/.*.part"))
     if target.is_file():
-        if expected is not None:
-            _verify(_sha256_of(target), expected, str(target), model_name)
-        return _read_state_dict(target, str(target), model_name)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(dir=cache_dir, prefix=f".{name}.", suffix=".part")
-    temp = Path(temp_name)
+        try:
+            if expected is not None:
+                _verify(_sha256_of(target), expected, str(target), model_name)
+            return _read_state_dict(target, str(target), model_name)
+        except SegbenchError as error:
+            _move_aside(target, error)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, temp = owned_temp_file(folder, name, ".part")
     try:
         with os.fdopen(fd, "wb") as out:
             digest = _download(url, out, name, model_name)
@@ -119,6 +162,21 @@ def _cached_download(url: str, model_name: str, sha256: str | None, cache_dir: P
         return state_dict
     finally:
         temp.unlink(missing_ok=True)  # gone already after a successful rename
+
+
+def _move_aside(target: Path, error: SegbenchError) -> None:
+    """Rename a cached file that no longer checks out to `<name>.corrupt-<time>`, kept for inspection.
+
+    Renamed rather than deleted: a file that changed under a pinned hash may be a failing disk or
+    tampering, and the user should be able to look at it; it is never read again.
+    """
+    aside = target.with_name(f"{target.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+    try:
+        os.replace(target, aside)
+    except FileNotFoundError:  # another process moved it first
+        return
+    message = f"segbench: warning: {error}; moved to {aside.name}, fetching it again"
+    Console(stderr=True, soft_wrap=True).print(message, markup=False, highlight=False)
 
 
 def _download(url: str, out: BinaryIO, name: str, model_name: str) -> str:

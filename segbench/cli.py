@@ -41,6 +41,12 @@ def _integer_at_least(least: int):
 _positive, _non_negative = _integer_at_least(1), _integer_at_least(0)
 
 
+def _sha256(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        raise argparse.ArgumentTypeError(f"expected the 64 hex digits of a sha256, got {text!r}")
+    return text.lower()
+
+
 def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
     out = Path(args.output)
     return out / "results", out / "model_zoo.md", out / "plots"
@@ -63,6 +69,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         model_builder(spec)  # a wrong architecture name fails here, before any measuring
     if args.checkpoint and len(specs) != 1:
         raise SegbenchError(f"--checkpoint: applies to one model, but --models selects {len(specs)}")
+    if args.sha256 and not args.checkpoint:
+        raise SegbenchError("--sha256: pins the file of --checkpoint; give --checkpoint too")
     device = _init_distributed(resolve_device(args.device, args.gpu))
     evaluation = resolve_evaluation(
         args.data_root, requested=args.eval, split=args.split, ms_flip=args.ms_flip, workers=args.workers
@@ -70,6 +78,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     settings = BenchSettings(
         device=device, images=args.images, warmup=args.warmup, input_size=args.input_size,
         weights=args.weights, checkpoint=args.checkpoint, evaluation=evaluation, dtype=args.dtype,
+        checkpoint_sha256=args.sha256, trust_checkpoints=args.trust_checkpoints,
         channels_last=args.channels_last, compile=args.compile, train_iters=args.train_iters,
     )  # fmt: skip
     results_dir = _paths(args)[0]
@@ -436,6 +445,8 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-size", type=_size, help="HxW overriding every manifest's test size (recorded)")
     p.add_argument("--weights", action="store_true", help="load each model's published weights (downloaded once, sha256-checked)")
     p.add_argument("--checkpoint", help="a checkpoint file or URL for the one selected model")
+    p.add_argument("--sha256", type=_sha256, help="the full sha256 of --checkpoint's file: checked, and pins it on torch < 2.10")
+    p.add_argument("--trust-checkpoints", action="store_true", help="on torch < 2.10, read checkpoints without a pinned sha256")
     p.add_argument("--data-root", help="Cityscapes-layout root: also measure mIoU on it")
     p.add_argument("--eval", action="store_true", help="measure mIoU on $CITYSCAPES_DATASET")
     p.add_argument("--split", default="val", help="dataset split for mIoU (default: val)")

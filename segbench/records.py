@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 from segbench.errors import SegbenchError
+from segbench.tempfiles import owned_temp_file, remove_abandoned
 
 SCHEMA_VERSION = 1
 FAILED_SUFFIX = ".failed.json"
@@ -27,11 +27,13 @@ def record_path(results_dir: Path, hardware: str, model: str, *, failed: bool = 
 def write_record(path: Path, record: dict[str, Any]) -> None:
     """Write JSON to a temp file in the same directory, fsync, then rename over the target.
 
-    A crash leaves either the old file or the new one, never a torn one.
+    A crash leaves either the old file or the new one, never a torn one; the temp files of
+    writers that were killed are removed here.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_abandoned(path.parent.glob(".*.tmp"))
+    fd, tmp = owned_temp_file(path.parent, path.name, ".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(record, f, indent=1, sort_keys=True, allow_nan=False)

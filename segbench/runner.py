@@ -58,6 +58,8 @@ class BenchSettings:
     input_size: tuple[int, int] | None = None  # overrides every manifest's Test.size
     weights: bool = False  # load each manifest's published weights
     checkpoint: str | None = None  # one file or URL for the (single) selected model
+    checkpoint_sha256: str | None = None  # its full sha256 (--sha256), instead of the manifest's
+    trust_checkpoints: bool = False  # read unpinned checkpoints on a torch older than 2.10
     evaluation: Evaluation | None = None
     dtype: str = "fp32"  # fp16/bf16: the forward pass under torch.autocast
     channels_last: bool = False
@@ -186,7 +188,10 @@ def measure(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: di
     source = settings.weights_source(spec)
     if source:
         progress.update(task, description=f"{spec.name}: loading weights")
-        load_checkpoint(model, source, model_name=spec.name, sha256=spec.weights_sha256, adapter=spec.weights_adapter)
+        load_checkpoint(
+            model, source, model_name=spec.name, sha256=settings.checkpoint_sha256 or spec.weights_sha256,
+            adapter=spec.weights_adapter, trusted=settings.trust_checkpoints,
+        )  # fmt: skip
     test = inference_settings(spec.test, size=size)
     # Built once: construction checks every image/label pair on disk.
     dataset = CityscapesDataset(settings.evaluation.data_root, settings.evaluation.split) if settings.evaluation else None

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import re
+import subprocess
+import sys
 import threading
+import time
 from functools import partial
 from pathlib import Path
 
@@ -13,9 +17,11 @@ import pytest
 import torch
 from torch import nn
 
-from segbench.checkpoint import default_cache_dir, expected_sha256, load_checkpoint
+from segbench.checkpoint import default_cache_dir, expected_sha256, load_checkpoint, torch_load_is_safe
+from segbench.cli import main
 from segbench.errors import SegbenchError
 from segbench.models import architecture_builder
+from toy_models import tiny_segmentor
 
 DATA = Path(__file__).parent / "data"
 
@@ -27,6 +33,11 @@ def tiny_model() -> nn.Module:
 
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def url_key(url: str) -> str:
+    """The cache folder of a URL, as the README describes it: the first 16 hex digits of its sha256."""
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
 def save_with_hash_name(checkpoint: object, directory: Path, stem: str) -> Path:
@@ -143,7 +154,9 @@ def test_http_download_is_cached_once(tmp_path, server):
         load_checkpoint(target, f"{base_url}/{path.name}", model_name="tiny", cache_dir=cache)
         assert_same_weights(source, target)
     assert len(requests) == 1
-    assert [p.name for p in cache.iterdir()] == [path.name]
+    assert [p.relative_to(cache) for p in cache.rglob("*") if p.is_file()] == [
+        Path(url_key(f"{base_url}/{path.name}"), path.name)
+    ]
 
 
 def test_file_url_and_cache_dir_from_environment(tmp_path, monkeypatch):
@@ -151,7 +164,7 @@ def test_file_url_and_cache_dir_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path / "env-cache"))
     assert default_cache_dir() == tmp_path / "env-cache"
     load_checkpoint(tiny_model(), path.as_uri(), model_name="tiny")
-    assert (tmp_path / "env-cache" / path.name).is_file()
+    assert (tmp_path / "env-cache" / url_key(path.as_uri()) / path.name).is_file()
 
 
 @pytest.mark.parametrize("fault", ["corrupted", "wrong_sha256", "truncated_unhashed", "http_404"])
@@ -173,7 +186,7 @@ def test_failed_download_leaves_no_file_in_cache(tmp_path, server, fault):
     with pytest.raises(SegbenchError) as error:
         load_checkpoint(tiny_model(), url, model_name="tiny", sha256=sha256, cache_dir=cache)
     assert "\n" not in str(error.value) and url in str(error.value)
-    assert list(cache.iterdir()) == []
+    assert [p for p in cache.rglob("*") if p.is_file()] == []
 
 
 def torchvision_state_dict() -> dict[str, torch.Tensor]:
@@ -209,3 +222,158 @@ def test_torchvision_deeplabv3_adapter_loads_strictly(tmp_path):
         assert torch.equal(loaded[ours], state_dict[theirs]), ours
     with pytest.raises(SegbenchError, match="52 missing .*; 52 unexpected"):  # without the adapter no head key fits
         load_checkpoint(model, path, model_name="deeplabv3_resnet50")
+
+
+def test_same_file_name_behind_two_urls_is_cached_apart(tmp_path, server):
+    """PaddleSeg publishes every model as .../<config>/model.pdparams: one name, many files."""
+    root, base_url, requests = server
+    sources = {}
+    for config, seed in (("config_a", 1), ("config_b", 2)):
+        (root / config).mkdir()
+        torch.manual_seed(seed)
+        sources[config] = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+        torch.save(sources[config].state_dict(), root / config / "model.pth")
+    cache = tmp_path / "cache"
+    for _ in range(2):
+        for config, source in sources.items():
+            url = f"{base_url}/{config}/model.pth"
+            target = tiny_model()
+            load_checkpoint(target, url, model_name=config, cache_dir=cache)
+            assert_same_weights(source, target)
+    assert sorted(requests) == ["/config_a/model.pth", "/config_b/model.pth"]  # each fetched once
+    for config in sources:  # <cache>/<sha256(url)[:16]>/<file name>
+        cached = cache / url_key(f"{base_url}/{config}/model.pth") / "model.pth"
+        assert cached.read_bytes() == (root / config / "model.pth").read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["flipped_byte_under_hash_name", "truncated_without_hash"])
+def test_corrupt_cached_file_is_moved_aside_and_fetched_again(tmp_path, server, damage):
+    root, base_url, requests = server
+    source = tiny_model()
+    if damage == "flipped_byte_under_hash_name":
+        path = save_with_hash_name(source.state_dict(), root, "tiny")
+    else:
+        path = root / "tiny.pth"
+        torch.save(source.state_dict(), path)
+    url, cache = f"{base_url}/{path.name}", tmp_path / "cache"
+    load_checkpoint(tiny_model(), url, model_name="tiny", cache_dir=cache)
+    (cached,) = cache.rglob(path.name)
+    data = bytearray(cached.read_bytes())
+    if damage == "flipped_byte_under_hash_name":
+        data[len(data) // 2] ^= 0xFF
+    else:
+        del data[100:]
+    cached.write_bytes(bytes(data))
+
+    target = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    load_checkpoint(target, url, model_name="tiny", cache_dir=cache)
+    assert_same_weights(source, target)
+    assert len(requests) == 2
+    assert cached.read_bytes() == path.read_bytes()
+    (aside,) = cached.parent.glob(f"{path.name}.corrupt-*")
+    assert aside.read_bytes() == bytes(data)  # kept for inspection, never read again
+
+
+class StallingHandler(http.server.BaseHTTPRequestHandler):
+    """Serves `payload`; under /stall/ only its first half, then hangs until `release` is set (bounded)."""
+
+    payload = b""
+    release = threading.Event()
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.payload)))
+        self.end_headers()
+        if self.path.startswith("/stall/"):
+            self.wfile.write(self.payload[: len(self.payload) // 2])
+            self.wfile.flush()
+            self.release.wait(60)
+        else:
+            self.wfile.write(self.payload)
+
+    def log_message(self, format, *args):
+        pass
+
+
+def test_part_file_of_a_killed_download_is_removed_only_once_its_owner_is_dead(tmp_path):
+    source = tiny_model()
+    buffer = tmp_path / "tiny.pth"
+    torch.save(source.state_dict(), buffer)
+    handler = type("Handler", (StallingHandler,), {"payload": buffer.read_bytes(), "release": threading.Event()})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base_url, cache = f"http://127.0.0.1:{httpd.server_address[1]}", tmp_path / "cache"
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys, torch; from segbench.checkpoint import load_checkpoint; "
+         "load_checkpoint(torch.nn.Linear(1, 1), sys.argv[1], model_name='tiny', cache_dir=sys.argv[2])",
+         f"{base_url}/stall/tiny.pth", str(cache)],
+        cwd=Path(__file__).resolve().parent.parent, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (parts := list(cache.rglob("*.part"))) and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.1)
+        assert len(parts) == 1, "the child never started its download"
+        load_checkpoint(tiny_model(), f"{base_url}/ok/tiny.pth", model_name="tiny", cache_dir=cache)
+        assert parts[0].exists()  # its writer is alive: kept
+        child.kill()
+        child.wait(timeout=30)
+        target = tiny_model()
+        load_checkpoint(target, f"{base_url}/ok/tiny.pth", model_name="tiny", cache_dir=cache)
+        assert_same_weights(source, target)
+        assert list(cache.rglob("*.part")) == []  # its writer is dead: removed by the next run
+    finally:
+        child.kill()
+        handler.release.set()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.mark.parametrize(
+    ("version", "safe"),
+    [("2.9.1+cu121", False), ("2.1.0", False), ("2.5.1", False), ("2.6.0+cu124", False), ("2.10.0a0+git1234", False),
+     ("2.10.0.dev20251115", False), ("2.10.0rc2", False), ("2.10.0", True), ("2.10.1+cu128", True),
+     ("2.11.0a0+gitabc", True), ("2.13.0+cpu", True), ("3.0", True), ("nonsense", False)],
+)  # fmt: skip
+def test_torch_version_check_parses_versions_not_text(monkeypatch, version, safe):
+    monkeypatch.setattr(torch, "__version__", version)
+    assert torch_load_is_safe() is safe
+
+
+ADVISORY = re.compile(r"GHSA-53q9-r3pm-6pq6.*CVE-2026-24747.*upgrade torch.*sha256.*--trust-checkpoints")
+
+
+def test_old_torch_refuses_unpinned_local_file_and_url(tmp_path, server, monkeypatch):
+    monkeypatch.setattr(torch, "__version__", "2.9.1+cu121")
+    root, base_url, requests = server
+    source = tiny_model()
+    path = save_with_hash_name(source.state_dict(), tmp_path, "tiny")  # the name's 8-digit prefix is no pin
+    save_with_hash_name(source.state_dict(), root, "tiny")
+    for where in (path, f"{base_url}/{path.name}"):
+        with pytest.raises(SegbenchError, match=ADVISORY) as error:
+            load_checkpoint(tiny_model(), where, model_name="tiny", cache_dir=tmp_path / "cache")
+        assert "\n" not in str(error.value) and str(where) in str(error.value)
+    assert requests == []  # refused before downloading
+    for where in (path, f"{base_url}/{path.name}"):
+        for pin in ({"sha256": sha256_of(path)}, {"trusted": True}):
+            target = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+            load_checkpoint(target, where, model_name="tiny", cache_dir=tmp_path / "cache", **pin)
+            assert_same_weights(source, target)
+
+
+def test_cli_sha256_and_trust_flags_reach_the_loader(toy_zoo, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch, "__version__", "2.9.1+cu121")
+    ckpt = tmp_path / "toy_a.pth"
+    torch.save(tiny_segmentor(num_classes=4).state_dict(), ckpt)
+    out = tmp_path / "out"
+    args = ["bench", "--zoo", str(toy_zoo), "--output", str(out), "--models", "toy_a", "--checkpoint", str(ckpt),
+            "--device", "cpu", "--images", "1", "--warmup", "0", "--train-iters", "0", "--no-report", "--force"]  # fmt: skip
+    assert main(args) == 1
+    (failed,) = (out / "results").glob("*/toy_a.failed.json")
+    assert ADVISORY.search(json.loads(failed.read_text())["error"]["message"])
+    assert main([*args, "--sha256", sha256_of(ckpt).upper()]) == 0
+    assert main([*args, "--trust-checkpoints"]) == 0
+    assert main([*args, "--sha256", "0" * 64]) == 1  # a pin is checked, not just present
+    capsys.readouterr()
+    assert main([*args[:7], *args[9:], "--sha256", sha256_of(ckpt)]) == 1  # without --checkpoint
+    assert capsys.readouterr().err.strip().endswith("--sha256: pins the file of --checkpoint; give --checkpoint too")
