@@ -14,6 +14,7 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from segbench import PROJECT_ROOT
 from segbench.errors import SegbenchError
@@ -348,8 +349,21 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _usage_error(prog: str, message: str) -> NoReturn:
+    """A usage error in one line, as segbench's own errors are, with a pointer to the help; exit 2 as argparse does."""
+    sys.stderr.write(f"segbench: error: {message} (see '{prog} --help')\n")
+    sys.exit(2)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse without its usage block on errors; subcommand parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        _usage_error(self.prog, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="segbench", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="segbench", description=__doc__.split("\n")[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -451,7 +465,9 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # named here rather than by argparse, so that the pointer is to the subcommand's help
+        _usage_error(f"segbench {args.command}", f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
     except SegbenchError as exc:

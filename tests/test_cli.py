@@ -169,3 +169,21 @@ def test_profile_prints_the_three_counts_and_a_breakdown(toy_zoo, capsys):
     assert rows["(model)"] == ["TinySegmentor", "260", f"{(stem + classifier) / 1e3:.2f} K", "100.0"]
     assert rows["stem"][2] == f"{stem / 1e3:.2f} K" and rows["classifier"][3] == f"{100 * classifier / (stem + classifier):.1f}"
     assert main(["profile", "toy_*", "--zoo", str(toy_zoo)]) == 1  # two models: name one
+
+
+@pytest.mark.parametrize(
+    "argv, message, command",
+    [
+        (["bench", "--images", "0"], "argument --images: expected an integer of at least 1, got 0", "segbench bench"),
+        (["plot", "--x", "speed"], "argument --x: invalid choice: 'speed'", "segbench plot"),
+        (["list", "--bogus"], "unrecognized arguments: --bogus", "segbench list"),
+        (["nosuchcommand"], "argument command: invalid choice: 'nosuchcommand'", "segbench"),
+    ],
+)
+def test_usage_errors_are_one_line_with_a_pointer_to_help(capsys, argv, message, command):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("segbench: error: ") and message in err
+    assert err.rstrip().endswith(f"(see '{command} --help')")
