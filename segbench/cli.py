@@ -402,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--y", choices=["miou"], default="miou", help="accuracy axis: mIoU, measured where a record has one, else reported")
     plot.add_argument("--hardware", nargs="+", help="one hardware slug, or two to draw in one figure (default: the one with most records)")
     plot.add_argument("--models", nargs="+", default=["all"], help="names, globs or families to plot (default: all)")
-    plot.add_argument("--size", choices=["column", "page"], default="page", help="3.5 in (one column) or 7 in (page) wide (default: page)")
+    plot.add_argument("--size", choices=["column", "page"], default="page",
+                      help="3.5 in (one column: miou_vs_<x>.column.<format>) or 7 in (page) wide (default: page)")  # fmt: skip
     plot.add_argument("--format", nargs="+", choices=["png", "pdf", "svg"], default=["png", "pdf"], help="default: png pdf")
     plot.add_argument("--bubble", action="store_true", help="marker area proportional to params")
     plot.add_argument("--labels", choices=["auto", "all", "pareto", "none"], default="auto",

@@ -176,7 +176,7 @@ def plot_figure(
     rc = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "path", "svg.hashsalt": "segbench", "font.size": fontsize}
     with matplotlib.rc_context(rc):
         fig = _draw(points, axis, hardware if axis.per_hardware else [], (width, height), fontsize, bubble, labels, log)
-        stem = f"miou_vs_{x}"
+        stem = f"miou_vs_{x}" + ("" if size == "page" else f".{size}")  # sizes side by side; page keeps the README's names
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for ext in formats:

@@ -1,6 +1,7 @@
 """Paper plots: Pareto fronts, options, embedded fonts, labels that do not overlap, deterministic files."""
 
 import itertools
+import shutil
 
 import pytest
 from matplotlib.text import Text
@@ -35,11 +36,23 @@ def test_options_write_every_format_with_fonts_embedded(synthetic):
     assert plot(zoo, out, "--x", "latency", "fps", "memory", "--format", "png", "pdf", "svg", "--size", "column",
                 "--hardware", *HW, "--bubble") == 0  # fmt: skip
     files = sorted(p.name for p in (out / "plots").iterdir())
-    assert files == sorted(f"miou_vs_{x}.{e}" for x in ("latency", "fps", "memory") for e in ("png", "pdf", "svg"))
-    pdf = (out / "plots" / "miou_vs_fps.pdf").read_bytes()
+    assert files == sorted(f"miou_vs_{x}.column.{e}" for x in ("latency", "fps", "memory") for e in ("png", "pdf", "svg"))
+    pdf = (out / "plots" / "miou_vs_fps.column.pdf").read_bytes()
     assert b"/FontFile2" in pdf and b"/Type3" not in pdf  # TrueType embedded, no Type 3
-    svg = (out / "plots" / "miou_vs_fps.svg").read_text()
+    svg = (out / "plots" / "miou_vs_fps.column.svg").read_text()
     assert "<text" not in svg and '<path id="DejaVuSans-' in svg  # glyphs are paths, not text
+
+
+def test_sizes_do_not_overwrite_each_other(synthetic, tmp_path):
+    zoo, source = synthetic
+    out = tmp_path / "out"
+    shutil.copytree(source / "results", out / "results")
+    assert plot(zoo, out, "--x", "macs", "--format", "png") == 0
+    page = (out / "plots" / "miou_vs_macs.png").read_bytes()
+    assert plot(zoo, out, "--x", "macs", "--format", "png", "--size", "column") == 0
+    assert (out / "plots" / "miou_vs_macs.png").read_bytes() == page  # the page figure keeps its name and bytes
+    column = out / "plots" / "miou_vs_macs.column.png"
+    assert column.read_bytes() != page and column.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_files_are_byte_identical_across_runs(synthetic, tmp_path):
