@@ -335,7 +335,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     specs = select_models(load_zoo(args.zoo), [p for arg in args.models for p in arg.split(",") if p])
     table = Table(title=f"{len(specs)} model(s) in {args.zoo}")
     for column in ("Model", "Family", "Backbone", "Build", "Test (H×W)", "mIoU reported", "Weights"):
-        table.add_column(column, overflow="fold", min_width=20 if column == "Model" else None)
+        table.add_column(column, no_wrap=column in ("Model", "Family", "Build"), overflow="fold")  # identifiers (--models, manifests): never broken
     for s in specs:
         reported = s.reported_on("Cityscapes") or (s.reported[0] if s.reported else None)
         test = "×".join(map(str, s.test.size)) + (f" slide {'×'.join(map(str, s.test.crop))}" if s.test.mode == "slide" else "")

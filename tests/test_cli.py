@@ -1,6 +1,7 @@
 """The CLI end to end on toy models: exit codes, records, skip/force, failures that do not stop a sweep."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,19 @@ from segbench.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--device", "cpu", "--images", "3", "--warmup", "1"]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def table_cells(text: str) -> set[str]:
+    """Every cell of every line of a rich table as printed, escape codes removed."""
+    return {cell.strip() for line in ANSI.sub("", text).splitlines() for cell in line.split("│")}
+
+
+@pytest.fixture
+def narrow_terminal(monkeypatch):
+    """A 60-column terminal, as rich sees one (TTY_COMPATIBLE=1 forces terminal mode under capture)."""
+    monkeypatch.setenv("COLUMNS", "60")
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
 
 
 def records(out: Path) -> dict[str, dict]:
@@ -187,3 +201,35 @@ def test_usage_errors_are_one_line_with_a_pointer_to_help(capsys, argv, message,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("segbench: error: ") and message in err
     assert err.rstrip().endswith(f"(see '{command} --help')")
+
+
+def test_list_never_breaks_a_name_in_a_narrow_terminal(narrow_terminal, capsys):
+    from segbench.manifest import load_zoo
+
+    specs = load_zoo(ROOT / "zoo")
+    assert main(["list"]) == 0
+    cells = table_cells(capsys.readouterr().out)
+    assert max(len(s.name) for s in specs) > 50  # longer than a 60-column table leaves for a column
+    assert {s.name for s in specs} <= cells and {s.family for s in specs} <= cells  # both are typed into --models
+
+
+LONG_NAME = "toy_long_d8-mg124_4xb2-80k_cityscapes-512x1024_long_name"
+
+
+def test_summary_keeps_names_whole_and_counts_skipped_models_in_one_line(toy_zoo, tmp_path, capsys, narrow_terminal):
+    (toy_zoo / "toy.yaml").write_text(
+        (toy_zoo / "toy.yaml").read_text()
+        + f"- Name: {LONG_NAME}\n  In Collection: Toy\n  Build: {{callable: 'toy_models:tiny_segmentor'}}\n  Test: {{size: [32, 64]}}\n"
+        + "- Name: toy_broken\n  In Collection: Toy\n  Build: {callable: 'toy_models:broken_segmentor'}\n"
+    )
+    out = tmp_path / "out"
+    common = ["bench", "--zoo", str(toy_zoo), "--output", str(out), "--no-report", *FAST]
+    assert main([*common, "--models", "toy_a", "toy_b"]) == 0
+    capsys.readouterr()
+    assert main(common) == 1  # toy_a and toy_b skipped, the long one measured, toy_broken failed
+    err = ANSI.sub("", capsys.readouterr().err)
+    summary = err[err.index("segbench summary"):]
+    cells = table_cells(summary)
+    assert LONG_NAME in cells and "toy_broken" in cells
+    assert "toy_a" not in cells and "toy_b" not in cells  # no row per skipped model
+    assert "2 model(s) skipped: their records are current (--force re-measures them)" in summary
