@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
@@ -38,7 +39,7 @@ def _summary_table(outcomes) -> Table:
             table.add_column(column, justify="left" if column in ("Model", "Status") else "right", no_wrap=True)
     for o in outcomes:
         if o.status == "failed":
-            table.add_row(o.spec.name, "[red]failed[/]", *[""] * 9, o.error or "")
+            table.add_row(escape(o.spec.name), "[red]failed[/]", *[""] * 9, escape(o.error or ""))
             continue
         r = o.record
         stats = latency_summary(r["latency"]["samples"])
@@ -47,7 +48,7 @@ def _summary_table(outcomes) -> Table:
         train_memory = training.get("memory")
         step = training.get("step")
         table.add_row(
-            o.spec.name,
+            escape(o.spec.name),
             "[green]ok[/]",
             f"{r['params']['inference'] / 1e6:.2f}",
             f"{r['macs']['fvcore'] / 1e9:.1f}",

@@ -233,3 +233,28 @@ def test_summary_keeps_names_whole_and_counts_skipped_models_in_one_line(toy_zoo
     assert LONG_NAME in cells and "toy_broken" in cells
     assert "toy_a" not in cells and "toy_b" not in cells  # no row per skipped model
     assert "2 model(s) skipped: their records are current (--force re-measures them)" in summary
+
+
+def test_brackets_in_error_messages_are_printed_as_text_and_do_not_end_the_sweep(toy_zoo, tmp_path, capsys):
+    from toy_models import BRACKETED_MESSAGE
+
+    (toy_zoo / "toy.yaml").write_text(
+        (toy_zoo / "toy.yaml").read_text().replace("- Name: toy_a", "- Name: toy_0\n  In Collection: Toy\n"
+                                                   "  Build: {callable: 'toy_models:bracketed_error_segmentor'}\n- Name: toy_a", 1)
+    )  # fmt: skip
+    out = tmp_path / "out"
+    assert main(["bench", "--zoo", str(toy_zoo), "--output", str(out), *FAST]) == 1  # failed first, then the others
+    err = capsys.readouterr().err
+    assert f"FAIL toy_0: {BRACKETED_MESSAGE}" in err
+    assert {name: r["status"] for name, r in records(out).items()} == {"toy_0.failed.json": "failed", "toy_a.json": "ok", "toy_b.json": "ok"}
+    assert "1 of 3 model(s) failed" in err
+
+
+def test_manifest_text_with_brackets_is_listed_as_written(toy_zoo, capsys):
+    text = (toy_zoo / "toy.yaml").read_text()
+    text = text.replace("Architecture: [Tiny, Toy]", "Architecture: ['[/backbone.layer4]', Toy]")
+    text = text.replace("  Results:\n    Dataset: Cityscapes\n    Metrics: {mIoU: 60.0}", "  Results:\n  - Dataset: '[bold]ADE20K'\n    Metrics: {mIoU: 40.0}")
+    (toy_zoo / "toy.yaml").write_text(text)
+    assert main(["list", "--zoo", str(toy_zoo)]) == 0
+    cells = table_cells(capsys.readouterr().out)
+    assert "[/backbone.layer4]" in cells and "40.00 ([bold]ADE20K)" in cells
