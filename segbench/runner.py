@@ -26,6 +26,7 @@ from segbench.cityscapes import CityscapesDataset, dataset_root
 from segbench.complexity import count_macs, count_params
 from segbench.environment import collect_environment
 from segbench.errors import SegbenchError
+from segbench.eta import SweepPace, TimeLeftColumn, model_work
 from segbench.manifest import ModelSpec
 from segbench.records import SCHEMA_VERSION, is_current, read_record, record_path, reusable_complexity, write_record
 from segbench.evaluate import evaluate
@@ -332,7 +333,8 @@ def run_sweep(
     where = f"{settings.device} ({env.get('gpu_name') or env['cpu']}) → {results_dir}/{hardware}/"
     console.print(f"[bold]segbench[/] {len(specs)} model(s) on {escape(where)}")
     outcomes: list[Outcome] = []
-    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeLeftColumn())
+    pace = SweepPace(model_work(specs, settings, results_dir))
     with Progress(*columns, console=console, transient=False, disable=not writer) as progress:
         overall = progress.add_task("models", total=len(specs))
         for spec in specs:
@@ -342,7 +344,7 @@ def run_sweep(
             if not force and path.exists() and is_current(read_record(path), spec.spec_hash(), run_settings):
                 outcomes.append(Outcome(spec, "skipped", read_record(path)))
                 progress.console.print(f"  [dim]skip[/] {escape(spec.name)}: record is current (use --force to re-run)")
-                progress.advance(overall)
+                progress.update(overall, advance=1, finish_at=pace.finished(outcomes[-1]))
                 continue
             task = progress.add_task(spec.name, total=None)
             if isolate:
@@ -364,5 +366,5 @@ def run_sweep(
                 outcomes.append(Outcome(spec, "ok", record))
                 for warning in record.get("gpu_state", {}).get("warnings", []):
                     progress.console.print(f"  [yellow]warning[/] {escape(spec.name)}: {escape(warning)}")
-            progress.advance(overall)
+            progress.update(overall, advance=1, finish_at=pace.finished(outcomes[-1]))
     return outcomes
