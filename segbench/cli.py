@@ -189,7 +189,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         frame = frame[frame["model"].isin(chosen)]
     written = plot_all(
         frame, plots_dir, args.hardware, tuple(dict.fromkeys(args.x)), size=args.size, formats=tuple(dict.fromkeys(args.format)),
-        bubble=args.bubble, labels=args.labels, log=args.log,
+        bubble=args.bubble, labels=args.labels, log=args.log, error_bars=not args.no_error_bars,
     )  # fmt: skip
     console = Console(stderr=True, soft_wrap=True)
     if not written:
@@ -411,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="3.5 in (one column: miou_vs_<x>.column.<format>) or 7 in (page) wide (default: page)")  # fmt: skip
     plot.add_argument("--format", nargs="+", choices=["png", "pdf", "svg"], default=["png", "pdf"], help="default: png pdf")
     plot.add_argument("--bubble", action="store_true", help="marker area proportional to params")
+    plot.add_argument("--no-error-bars", action="store_true", help="latency and fps: no bar for each median's 95%% interval")
     plot.add_argument("--labels", choices=["auto", "all", "pareto", "none"], default="auto",
                       help="which points get a name; auto: all up to 25 points, else the Pareto front (default: auto)")  # fmt: skip
     plot.add_argument("--log", choices=["auto", "on", "off"], default="auto", help="log x axis; auto: when the points span over 8x")
