@@ -279,7 +279,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
         markup=False,
     )  # fmt: skip
     if macs["fvcore_unsupported_ops"]:
-        console.print("not counted by fvcore (elementwise): " + ", ".join(f"{op}×{n}" for op, n in macs["fvcore_unsupported_ops"].items()), markup=False)
+        uncounted = ", ".join(f"{op}×{n}" for op, n in macs["fvcore_unsupported_ops"].items())
+        console.print(f"not counted by fvcore (elementwise): {uncounted}", markup=False)
     if args.breakdown:
         rows = module_breakdown(model, size, args.depth)
         total = rows[0]["macs"] or 1
