@@ -76,7 +76,7 @@ class SweepPace:
         seconds, self._last = now - self._last, now
         work = self._pending.pop(outcome.spec.name)
         if outcome.status == "ok":
-            self._done.append((Work(work.pixels, outcome.record["macs"].get("fvcore")), seconds))
+            self._done.append((Work(work.pixels, (outcome.record.get("macs") or {}).get("fvcore")), seconds))  # none on torchrun rank > 0
         left = seconds_left(self._done, list(self._pending.values()))
         return None if left is None else now + left
 

@@ -63,8 +63,8 @@ def test_the_pace_counts_measured_models_only_and_drops_skipped_and_failed_ones(
     work = {"a": Work(100), "b": Work(100), "c": Work(300), "d": Work(50)}
     pace = SweepPace(work, clock=lambda: now[0])
     outcome = lambda name, status, macs=None: SimpleNamespace(  # noqa: E731
-        spec=SimpleNamespace(name=name), status=status, record={"macs": {"fvcore": macs}} if status == "ok" else None
-    )
+        spec=SimpleNamespace(name=name), status=status, record={"macs": {"fvcore": macs}} if macs else {}
+    )  # under torchrun only rank 0's records have MACs
     now[0] = 0.5
     assert pace.finished(outcome("a", "skipped")) is None  # no measurement yet
     now[0] = 10.5  # b measured in 10 s: 0.1 s per pixel
@@ -80,3 +80,11 @@ def test_the_column_counts_down_to_the_estimated_finish():
     assert column.render(task).plain == "~1:02:05 left"
     assert column.render(SimpleNamespace(fields={"finish_at": time.monotonic() - 5}, finished=False)).plain == "~0:00:00 left"
     assert column.render(SimpleNamespace(fields={"finish_at": time.monotonic() + 9}, finished=True)).plain == ""
+
+
+def test_a_measured_model_brings_its_macs_to_the_pace():
+    now = [0.0]
+    pace = SweepPace({"a": Work(100), "b": Work(300)}, clock=lambda: now[0])
+    now[0] = 10.0  # a: 1000 MACs over 100 px in 10 s -> 10 MACs per pixel, 0.01 s per MAC; b: 300 px * 10 = 3000 MACs -> 30 s
+    measured = SimpleNamespace(spec=SimpleNamespace(name="a"), status="ok", record={"macs": {"fvcore": 1000}})
+    assert pace.finished(measured) == pytest.approx(10.0 + 30.0)
