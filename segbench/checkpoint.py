@@ -183,7 +183,7 @@ def _download(url: str, out: BinaryIO, name: str, model_name: str) -> str:
     """Copy `url` into `out` with a progress bar; returns the sha256 hex digest of what was written."""
     digest = hashlib.sha256()
     progress = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # a file name from a URL is text, not markup
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),

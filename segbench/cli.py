@@ -14,6 +14,7 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from segbench import PROJECT_ROOT
 from segbench.errors import SegbenchError
@@ -54,6 +55,7 @@ def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from segbench.build import model_builder
     from segbench.manifest import load_zoo, select_models
@@ -94,7 +96,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         _render(args, console)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
-        console.print(f"[red]{len(failed)} of {len(outcomes)} model(s) failed[/]; their records are in {results_dir}")
+        console.print(f"[red]{len(failed)} of {len(outcomes)} model(s) failed[/]; their records are in {escape(str(results_dir))}")
     return 1 if failed else 0
 
 
@@ -147,7 +149,7 @@ def _render(args: argparse.Namespace, console) -> None:
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text(render_markdown(frame, getattr(args, "template", None)), encoding="utf-8")
     written = plot_all(frame, plots_dir)
-    console.print(f"wrote {page} and {len(written)} plot file(s) in {plots_dir}")
+    console.print(f"wrote {page} and {len(written)} plot file(s) in {plots_dir}", markup=False)
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -168,17 +170,17 @@ def cmd_render(args: argparse.Namespace) -> int:
         if not args.check:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-            console.print(f"wrote {path}")
+            console.print(f"wrote {path}", markup=False)
         elif (diff := stale_diff(text, path)) is not None:
             sys.stdout.write(diff)
             stale.append(path)
     if stale:
         command = "segbench render" + (f" --output {args.output}" if args.output != "." else "")
         command += f" --format {' '.join(dict.fromkeys(args.format))}" if args.format != ["md"] else ""
-        console.print(f"{', '.join(map(str, stale))}: out of date with results/ and zoo/; run `{command}` and commit the result")
+        console.print(f"{', '.join(map(str, stale))}: out of date with results/ and zoo/; run `{command}` and commit the result", markup=False)
         return 1
     if args.check:
-        console.print(f"{', '.join(str(page.with_name(FORMATS[f])) for f in dict.fromkeys(args.format))}: up to date")
+        console.print(f"{', '.join(str(page.with_name(FORMATS[f])) for f in dict.fromkeys(args.format))}: up to date", markup=False)
     return 0
 
 
@@ -196,26 +198,27 @@ def cmd_plot(args: argparse.Namespace) -> int:
         frame = frame[frame["model"].isin(chosen)]
     written = plot_all(
         frame, plots_dir, args.hardware, tuple(dict.fromkeys(args.x)), size=args.size, formats=tuple(dict.fromkeys(args.format)),
-        bubble=args.bubble, labels=args.labels, log=args.log,
+        bubble=args.bubble, labels=args.labels, log=args.log, error_bars=not args.no_error_bars,
     )  # fmt: skip
     console = Console(stderr=True, soft_wrap=True)
     if not written:
-        console.print(f"no measured records with an mIoU under {results_dir}: nothing to plot")
+        console.print(f"no measured records with an mIoU under {results_dir}: nothing to plot", markup=False)
         return 1
     for path in written:
-        console.print(f"wrote {path}")
+        console.print(f"wrote {path}", markup=False)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from segbench.compare import CONFIDENCE, compare_result_sets
     from segbench.summary import print_table
 
     rows, unpaired = compare_result_sets(args.a, args.b, min_change=args.min_change / 100)
-    table = Table(title=f"B / A: {args.b} vs {args.a}")
+    table = Table(title=escape(f"B / A: {args.b} vs {args.a}"))
     for column in ("Model", "Hardware A → B", "Latency A (ms)", "Latency B (ms)", "B/A", "Verdict", "Mem B/A", "MACs B/A",
                    "Params B/A", "mIoU B−A"):  # fmt: skip
         table.add_column(column, no_wrap=column == "Model", justify="left" if column in ("Model", "Hardware A → B", "Verdict") else "right")
@@ -228,7 +231,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         lat = r["latency"]
         hardware = r["hardware_a"] if r["hardware_a"] == r["hardware_b"] else f"{r['hardware_a']} → {r['hardware_b']}"
         table.add_row(
-            r["model"], hardware,
+            escape(r["model"]), escape(hardware),
             f"{lat.median_a_ms:.2f} [{lat.ci_a_ms[0]:.2f}, {lat.ci_a_ms[1]:.2f}]",
             f"{lat.median_b_ms:.2f} [{lat.ci_b_ms[0]:.2f}, {lat.ci_b_ms[1]:.2f}]",
             f"{lat.ratio:.3f}", f"[{colour[lat.verdict]}]{lat.verdict}[/]",
@@ -240,7 +243,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     console.print(f"latency: median [{CONFIDENCE:.0%} order-statistic interval]; a change is flagged only when the intervals "
                   f"do not overlap and it is at least {args.min_change:g}%")  # fmt: skip
     if unpaired:
-        console.print(f"in one set only (not compared): {', '.join(unpaired)}")
+        console.print(f"in one set only (not compared): {', '.join(unpaired)}", markup=False)
     slower = [r["model"] for r in rows if r["latency"].verdict == "slower"]
     if slower and args.fail_on_regression:
         print(f"segbench: latency regression in {len(slower)} model(s): {', '.join(slower)}", file=sys.stderr)
@@ -259,6 +262,7 @@ def _human(count: float) -> str:
 def cmd_profile(args: argparse.Namespace) -> int:
     """Params and MACs of one model, by fvcore, thop and FlopCounterMode; per module with --breakdown."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from segbench.build import build_model
@@ -274,16 +278,18 @@ def cmd_profile(args: argparse.Namespace) -> int:
     model = build_model(spec)
     params, macs = count_params(model), count_macs(model, size)
     console = Console(soft_wrap=True)
-    console.print(f"[bold]{spec.name}[/] at {size[0]}×{size[1]} (H×W), batch 1")
+    console.print(f"[bold]{escape(spec.name)}[/] at {size[0]}×{size[1]} (H×W), batch 1")
     console.print(f"params: {_human(params['inference'])} inference, {_human(params['total'])} with auxiliary heads")
     flop_counter = macs.get("flop_counter_macs")
     console.print(
         f"MACs: fvcore {_human(macs['fvcore'])} (primary) · thop {_human(macs['thop'])} (thop/fvcore {macs['thop_over_fvcore']:.4f}) · "
         + (f"FlopCounterMode/2 {_human(flop_counter)} (fvcore/it {macs['fvcore_over_flop_counter']:.4f})" if flop_counter is not None
-           else f"FlopCounterMode: {macs['flop_counter_error']}")
+           else f"FlopCounterMode: {macs['flop_counter_error']}"),
+        markup=False,
     )  # fmt: skip
     if macs["fvcore_unsupported_ops"]:
-        console.print("not counted by fvcore (elementwise): " + ", ".join(f"{op}×{n}" for op, n in macs["fvcore_unsupported_ops"].items()))
+        uncounted = ", ".join(f"{op}×{n}" for op, n in macs["fvcore_unsupported_ops"].items())
+        console.print(f"not counted by fvcore (elementwise): {uncounted}", markup=False)
     if args.breakdown:
         rows = module_breakdown(model, size, args.depth)
         total = rows[0]["macs"] or 1
@@ -293,7 +299,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         for row in rows:
             level = row["module"].count(".") + 1 if row["module"] else 0
             name = "  " * level + (row["module"].rsplit(".", 1)[-1] if row["module"] else "(model)")
-            table.add_row(name, row["type"], _human(row["params"]), _human(row["macs"]), f"{100 * row['macs'] / total:.1f}")
+            table.add_row(escape(name), escape(row["type"]), _human(row["params"]), _human(row["macs"]), f"{100 * row['macs'] / total:.1f}")
         print_table(console, table)
     return 0
 
@@ -335,30 +341,44 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from segbench.manifest import load_zoo, select_models
     from segbench.summary import print_table
 
     specs = select_models(load_zoo(args.zoo), [p for arg in args.models for p in arg.split(",") if p])
-    table = Table(title=f"{len(specs)} model(s) in {args.zoo}")
+    table = Table(title=escape(f"{len(specs)} model(s) in {args.zoo}"))
     for column in ("Model", "Family", "Backbone", "Build", "Test (H×W)", "mIoU reported", "Weights"):
-        table.add_column(column, overflow="fold", min_width=20 if column == "Model" else None)
+        table.add_column(column, no_wrap=column in ("Model", "Family", "Build"), overflow="fold")  # identifiers (--models, manifests): never broken
     for s in specs:
         reported = s.reported_on("Cityscapes") or (s.reported[0] if s.reported else None)
         test = "×".join(map(str, s.test.size)) + (f" slide {'×'.join(map(str, s.test.crop))}" if s.test.mode == "slide" else "")
-        table.add_row(
+        table.add_row(*map(escape, (
             s.name, s.family, s.backbone, s.build.architecture or s.build.callable, test,
             "—" if not reported or reported.miou is None
             else f"{reported.miou:.2f}" + ("" if reported.dataset == "Cityscapes" else f" ({reported.dataset})"),
             "yes" if s.weights else "no",
-        )  # fmt: skip
+        )))  # fmt: skip
     print_table(Console(), table)
     return 0
 
 
+def _usage_error(prog: str, message: str) -> NoReturn:
+    """A usage error in one line, as segbench's own errors are, with a pointer to the help; exit 2 as argparse does."""
+    sys.stderr.write(f"segbench: error: {message} (see '{prog} --help')\n")
+    sys.exit(2)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse without its usage block on errors; subcommand parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        _usage_error(self.prog, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="segbench", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="segbench", description=__doc__.split("\n")[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -397,9 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--y", choices=["miou"], default="miou", help="accuracy axis: mIoU, measured where a record has one, else reported")
     plot.add_argument("--hardware", nargs="+", help="one hardware slug, or two to draw in one figure (default: the one with most records)")
     plot.add_argument("--models", nargs="+", default=["all"], help="names, globs or families to plot (default: all)")
-    plot.add_argument("--size", choices=["column", "page"], default="page", help="3.5 in (one column) or 7 in (page) wide (default: page)")
+    plot.add_argument("--size", choices=["column", "page"], default="page",
+                      help="3.5 in (one column: miou_vs_<x>.column.<format>) or 7 in (page) wide (default: page)")  # fmt: skip
     plot.add_argument("--format", nargs="+", choices=["png", "pdf", "svg"], default=["png", "pdf"], help="default: png pdf")
     plot.add_argument("--bubble", action="store_true", help="marker area proportional to params")
+    plot.add_argument("--no-error-bars", action="store_true", help="latency and fps: no bar for each median's 95%% interval")
     plot.add_argument("--labels", choices=["auto", "all", "pareto", "none"], default="auto",
                       help="which points get a name; auto: all up to 25 points, else the Pareto front (default: auto)")  # fmt: skip
     plot.add_argument("--log", choices=["auto", "on", "off"], default="auto", help="log x axis; auto: when the points span over 8x")
@@ -462,7 +484,9 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # named here rather than by argparse, so that the pointer is to the subcommand's help
+        _usage_error(f"segbench {args.command}", f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
     except SegbenchError as exc:

@@ -20,6 +20,8 @@ import functools
 import math
 import multiprocessing
 import os
+import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,15 +42,17 @@ class Axis:
     title: str
     per_hardware: bool  # latency, fps and memory depend on the hardware; params and MACs do not
     lower_is_better: bool
+    timed: bool = False  # from the timed samples: an interval per point, and a count of timed images
 
 
 AXES = {
-    "latency": Axis("latency_median_ms", "Latency, median (ms, batch 1)", "latency", True, True),
-    "fps": Axis("fps", "Throughput (FPS, batch 1)", "FPS", True, False),
+    "latency": Axis("latency_median_ms", "Latency, median (ms, batch 1)", "latency", True, True, timed=True),
+    "fps": Axis("fps", "Throughput (FPS, batch 1)", "FPS", True, False, timed=True),
     "macs": Axis("gmacs", "MACs (G, fvcore: multiply-add = 1)", "MACs", False, True),
     "params": Axis("params_m", "Params (M, inference graph)", "parameters", False, True),
     "memory": Axis("memory_mb", "Inference memory, peak (MB, batch 1)", "inference memory", True, True),
 }
+SIZES_LISTED = 3  # a cost axis measured at more input sizes than this says so without listing them
 DEFAULT_X = ("latency", "macs", "params")
 # width, height (inches), font size (pt): one column of a two-column paper, or the full page width
 SIZES = {"column": (3.5, 2.9, 7.0), "page": (7.0, 4.4, 9.0)}
@@ -83,6 +87,34 @@ def pareto_front(xs: list[float], ys: list[float], lower_is_better: bool = True)
 def _short_name(model: str) -> str:
     """mmseg names carry the schedule and dataset after '_4x...'; the plot needs the model part."""
     return model.split("_4x")[0]
+
+
+def _labels(models: list[str]) -> dict[str, str]:
+    """Each model's label: its short name, and where other models of the figure share that short name, the
+    parts of the rest of the name that tell them apart ('fcn_r50-d8 40k 769x769'); the full name if none do."""
+    groups: dict[str, list[str]] = {}
+    for model in models:
+        groups.setdefault(_short_name(model), []).append(model)
+    labels = {}
+    for short, group in groups.items():
+        parts = {model: re.split(r"[-_]", model[len(short):].lstrip("_-")) for model in group}
+        shared = set.intersection(*map(set, parts.values()))
+        for model, rest in parts.items():
+            labels[model] = " ".join([short, *(part for part in rest if part not in shared)])
+    twice = {label for label, count in Counter(labels.values()).items() if count > 1}
+    return {model: model if label in twice else label for model, label in labels.items()}
+
+
+def _interval(points: pd.DataFrame, axis: Axis) -> tuple[pd.Series, pd.Series]:
+    """(left, right) of each point's 95% interval of its median latency on the x axis; NaN for too few samples.
+
+    fps is n / Σ samples, not 1000 / median: it gets the median's interval relative to the median.
+    """
+    low, high = points["latency_ci_low_ms"].astype(float), points["latency_ci_high_ms"].astype(float)
+    if axis.column == "fps":
+        median = points["latency_median_ms"].astype(float)
+        return points["fps"] * median / high, points["fps"] * median / low
+    return low, high
 
 
 def _select_points(frame: pd.DataFrame, axis: Axis, hardware: list[str]) -> pd.DataFrame:
@@ -159,6 +191,7 @@ def plot_figure(
     bubble: bool = False,
     labels: str = "auto",
     log: str = "auto",
+    error_bars: bool = True,
 ) -> list[Path]:
     """Draw mIoU against one cost axis and save it in each format; returns the files written (none if no points)."""
     axis = AXES[x]
@@ -175,8 +208,8 @@ def plot_figure(
     width, height, fontsize = SIZES[size]
     rc = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "path", "svg.hashsalt": "segbench", "font.size": fontsize}
     with matplotlib.rc_context(rc):
-        fig = _draw(points, axis, hardware if axis.per_hardware else [], (width, height), fontsize, bubble, labels, log)
-        stem = f"miou_vs_{x}"
+        fig = _draw(points, axis, hardware if axis.per_hardware else [], (width, height), fontsize, bubble, labels, log, error_bars=error_bars)
+        stem = f"miou_vs_{x}" + ("" if size == "page" else f".{size}")  # sizes side by side; page keeps the README's names
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for ext in formats:
@@ -186,7 +219,8 @@ def plot_figure(
     return written
 
 
-def _draw(points: pd.DataFrame, axis: Axis, hardware: list[str], figsize, fontsize: float, bubble: bool, labels: str, log: str):
+def _draw(points: pd.DataFrame, axis: Axis, hardware: list[str], figsize, fontsize: float, bubble: bool, labels: str, log: str,
+          error_bars: bool = True):
     fig = Figure(figsize=figsize, layout="constrained")
     FigureCanvasAgg(fig)  # measures text for the label placement
     ax = fig.subplots()
@@ -202,8 +236,14 @@ def _draw(points: pd.DataFrame, axis: Axis, hardware: list[str], figsize, fontsi
         pairs = points.pivot_table(index="model", columns="_hw", values=[axis.column, "miou"], aggfunc="first").dropna()
         for _, r in pairs.iterrows():
             ax.plot([r[(axis.column, 0)], r[(axis.column, 1)]], [r[("miou", 0)], r[("miou", 1)]], color="0.75", lw=0.6, zorder=1)
+    error_bars = error_bars and axis.timed
     for (family, measured, hw), part in points.groupby(["collection", "miou_is_measured", "_hw"], sort=True):
         colour, marker = style[family]
+        if error_bars:
+            left, right = _interval(part, axis)
+            x, known = part[axis.column], left.notna()
+            ax.errorbar(x[known], part["miou"][known], xerr=[x[known] - left[known], right[known] - x[known]], fmt="none",
+                        ecolor=colour, elinewidth=0.7, capsize=0, zorder=2.5)  # fmt: skip
         ax.scatter(
             part[axis.column], part["miou"], s=part["_size"], marker=marker, zorder=3,
             facecolors=colour if measured else "none", edgecolors="black" if hw == 1 else colour,
@@ -226,10 +266,17 @@ def _draw(points: pd.DataFrame, axis: Axis, hardware: list[str], figsize, fontsi
     xlabel = axis.label
     sizes = sorted(points["measured_size"].dropna().unique())
     if axis.column != "params_m" and len(sizes) == 1:
-        xlabel += f", input {sizes[0]} (H×W)"
+        xlabel += f" at {sizes[0]} (H×W)"
+    elif axis.column != "params_m" and sizes:
+        listed = ", ".join(sizes) if len(sizes) <= SIZES_LISTED else "mixed"
+        xlabel += f" at each model's test size ({listed} H×W)"
     ax.set_xlabel(xlabel)
     ax.set_ylabel("Cityscapes val mIoU (%)")
     title = f"mIoU vs {axis.title}" + (f" on {' and '.join(hardware)}" if hardware else "")
+    if axis.timed:
+        images = sorted(points["images"].dropna().astype(int).unique())
+        title += f"\n{images[0]}" + (f"–{images[-1]}" if len(images) > 1 else "") + " timed images per model"
+        title += "; bars: 95% interval of the median" if error_bars else ""
     ax.set_title(title, fontsize=fontsize)
     ax.grid(True, which="major", alpha=0.3)
     fig.legend(handles=_legend_handles(points, style, hardware, bubble), loc="outside lower center",
@@ -242,7 +289,8 @@ def _draw(points: pd.DataFrame, axis: Axis, hardware: list[str], figsize, fontsi
         chosen = chosen.drop_duplicates("model").assign(_rest=lambda c: ~c["model"].isin(on_front))
         chosen = chosen.sort_values(["_rest", axis.column, "miou"])  # the Pareto front first: it keeps its names
         to_display = ax.transData.transform
-        texts = [(_short_name(r["model"]), *to_display((r[axis.column], r["miou"]))) for _, r in chosen.iterrows()]
+        names = _labels(sorted(points["model"].unique()))
+        texts = [(names[r["model"]], *to_display((r[axis.column], r["miou"]))) for _, r in chosen.iterrows()]
         obstacles = [(*to_display((r[axis.column], r["miou"])), math.sqrt(r["_size"]) / 2 * fig.dpi / 72 + 1)
                      for _, r in points.iterrows()]  # fmt: skip
         _place_labels(ax, fig, texts, obstacles, fontsize * 0.8)

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from segbench.build import build_model
@@ -25,6 +26,7 @@ from segbench.cityscapes import CityscapesDataset, dataset_root
 from segbench.complexity import count_macs, count_params
 from segbench.environment import collect_environment
 from segbench.errors import SegbenchError
+from segbench.eta import SweepPace, TimeLeftColumn, model_work
 from segbench.manifest import ModelSpec
 from segbench.records import SCHEMA_VERSION, is_current, read_record, record_path, reusable_complexity, write_record
 from segbench.evaluate import evaluate
@@ -333,9 +335,11 @@ def run_sweep(
         console = Console(quiet=True)
     env = collect_environment(settings.device)
     hardware = env["hardware"]
-    console.print(f"[bold]segbench[/] {len(specs)} model(s) on {settings.device} ({env.get('gpu_name') or env['cpu']}) → {results_dir}/{hardware}/")
+    where = f"{settings.device} ({env.get('gpu_name') or env['cpu']}) → {results_dir}/{hardware}/"
+    console.print(f"[bold]segbench[/] {len(specs)} model(s) on {escape(where)}")
     outcomes: list[Outcome] = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeLeftColumn())
+    pace = SweepPace(model_work(specs, settings, results_dir))
     with Progress(*columns, console=console, transient=False, disable=not writer) as progress:
         overall = progress.add_task("models", total=len(specs))
         for spec in specs:
@@ -344,8 +348,8 @@ def run_sweep(
             run_settings = settings.for_spec(spec)
             if not force and path.exists() and is_current(read_record(path), spec.spec_hash(), run_settings):
                 outcomes.append(Outcome(spec, "skipped", read_record(path)))
-                progress.console.print(f"  [dim]skip[/] {spec.name}: record is current (use --force to re-run)")
-                progress.advance(overall)
+                progress.console.print(f"  [dim]skip[/] {escape(spec.name)}: record is current (use --force to re-run)")
+                progress.update(overall, advance=1, finish_at=pace.finished(outcomes[-1]))
                 continue
             task = progress.add_task(spec.name, total=None)
             if isolate:
@@ -357,7 +361,7 @@ def run_sweep(
                 if writer:
                     write_record(failed_path, record)
                 outcomes.append(Outcome(spec, "failed", record, record["error"]["message"]))
-                progress.console.print(f"  [red]FAIL[/] {spec.name}: {record['error']['message']}")
+                progress.console.print(f"  [red]FAIL[/] {escape(spec.name)}: {escape(record['error']['message'])}")
                 if settings.device.type == "cuda":
                     torch.cuda.empty_cache()
             else:
@@ -366,6 +370,6 @@ def run_sweep(
                     failed_path.unlink(missing_ok=True)
                 outcomes.append(Outcome(spec, "ok", record))
                 for warning in record.get("gpu_state", {}).get("warnings", []):
-                    progress.console.print(f"  [yellow]warning[/] {spec.name}: {warning}")
-            progress.advance(overall)
+                    progress.console.print(f"  [yellow]warning[/] {escape(spec.name)}: {escape(warning)}")
+            progress.update(overall, advance=1, finish_at=pace.finished(outcomes[-1]))
     return outcomes

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 from segbench.records import is_demo_accuracy
 from segbench.stats import latency_summary
+
+LOG_WIDTH = 170
+"""Logs (CI, files) are not terminals: tables are printed at least this wide instead of 80 columns."""
 
 
 def _miou(record: dict) -> str:
@@ -17,15 +22,24 @@ def _miou(record: dict) -> str:
 
 
 def print_summary(outcomes, console: Console) -> None:
+    """A row per model measured or failed in this sweep; the skipped ones (record current) counted in one line."""
+    measured = [o for o in outcomes if o.status != "skipped"]
+    if measured:
+        print_table(console, _summary_table(measured))
+    if skipped := len(outcomes) - len(measured):
+        console.print(f"{skipped} model(s) skipped: their records are current (--force re-measures them)")
+
+
+def _summary_table(outcomes) -> Table:
     table = Table(title="segbench summary")
     for column in ("Model", "Status", "Params (M)", "MACs (G)", "Median (ms)", "p90 (ms)", "FPS", "Mem (MB)", "Train mem (GB)", "s/iter", "mIoU", "Note"):
-        if column == "Model":
-            table.add_column(column, overflow="fold", min_width=20)
+        if column == "Note":  # error messages: wrapped between words
+            table.add_column(column, overflow="fold")
         else:
-            table.add_column(column, justify="left" if column in ("Status", "Note") else "right", no_wrap=True)
+            table.add_column(column, justify="left" if column in ("Model", "Status") else "right", no_wrap=True)
     for o in outcomes:
         if o.status == "failed":
-            table.add_row(o.spec.name, "[red]failed[/]", *[""] * 9, o.error or "")
+            table.add_row(escape(o.spec.name), "[red]failed[/]", *[""] * 9, escape(o.error or ""))
             continue
         r = o.record
         stats = latency_summary(r["latency"]["samples"])
@@ -34,8 +48,8 @@ def print_summary(outcomes, console: Console) -> None:
         train_memory = training.get("memory")
         step = training.get("step")
         table.add_row(
-            o.spec.name,
-            "[green]ok[/]" if o.status == "ok" else "[dim]skipped[/]",
+            escape(o.spec.name),
+            "[green]ok[/]",
             f"{r['params']['inference'] / 1e6:.2f}",
             f"{r['macs']['fvcore'] / 1e9:.1f}",
             f"{stats['median_ms']:.1f}",
@@ -45,14 +59,25 @@ def print_summary(outcomes, console: Console) -> None:
             f"{train_memory['peak_allocated_bytes'] / 2**30:.2f}" if train_memory else "—",
             f"{latency_summary(step['samples'])['median_ms'] / 1000:.3f}" if step else "—",
             _miou(r),
-            "record current" if o.status == "skipped" else "",
+            "",
         )
-    # Logs (CI, files) are not terminals: print at a width that fits the table instead of 80 columns.
-    print_table(console, table)
+    return table
 
 
 def print_table(console: Console, table: Table) -> None:
-    """Logs (CI, files) are not terminals: print at a width that fits the table, not 80 columns."""
-    if not console.is_terminal:
-        console.width = max(console.width, 170)
-    console.print(table)
+    """Print a table with its no_wrap columns (names, numbers) whole and no word of the others broken.
+
+    On a terminal too narrow for that the lines run past its edge instead: a model name stays one
+    piece that can be copied into --models.
+    """
+    wide = console.options.update_width(10_000)
+    for column in table.columns:
+        if column.no_wrap:  # else rich counts only the longest word of a cell and squeezes the column below its text
+            column.min_width = max(Measurement.get(console, wide, cell).maximum for cell in (column.header, *column.cells))
+    least = console.measure(table, options=wide).minimum
+    saved = console.width
+    console.width = max(saved, least, 0 if console.is_terminal else LOG_WIDTH)
+    try:
+        console.print(table)
+    finally:
+        console.width = saved

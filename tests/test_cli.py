@@ -1,6 +1,7 @@
 """The CLI end to end on toy models: exit codes, records, skip/force, failures that do not stop a sweep."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,19 @@ from segbench.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--device", "cpu", "--images", "3", "--warmup", "1"]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def table_cells(text: str) -> set[str]:
+    """Every cell of every line of a rich table as printed, escape codes removed."""
+    return {cell.strip() for line in ANSI.sub("", text).splitlines() for cell in line.split("│")}
+
+
+@pytest.fixture
+def narrow_terminal(monkeypatch):
+    """A 60-column terminal, as rich sees one (TTY_COMPATIBLE=1 forces terminal mode under capture)."""
+    monkeypatch.setenv("COLUMNS", "60")
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
 
 
 def records(out: Path) -> dict[str, dict]:
@@ -169,3 +183,78 @@ def test_profile_prints_the_three_counts_and_a_breakdown(toy_zoo, capsys):
     assert rows["(model)"] == ["TinySegmentor", "260", f"{(stem + classifier) / 1e3:.2f} K", "100.0"]
     assert rows["stem"][2] == f"{stem / 1e3:.2f} K" and rows["classifier"][3] == f"{100 * classifier / (stem + classifier):.1f}"
     assert main(["profile", "toy_*", "--zoo", str(toy_zoo)]) == 1  # two models: name one
+
+
+@pytest.mark.parametrize(
+    "argv, message, command",
+    [
+        (["bench", "--images", "0"], "argument --images: expected an integer of at least 1, got 0", "segbench bench"),
+        (["plot", "--x", "speed"], "argument --x: invalid choice: 'speed'", "segbench plot"),
+        (["list", "--bogus"], "unrecognized arguments: --bogus", "segbench list"),
+        (["nosuchcommand"], "argument command: invalid choice: 'nosuchcommand'", "segbench"),
+    ],
+)
+def test_usage_errors_are_one_line_with_a_pointer_to_help(capsys, argv, message, command):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("segbench: error: ") and message in err
+    assert err.rstrip().endswith(f"(see '{command} --help')")
+
+
+def test_list_never_breaks_a_name_in_a_narrow_terminal(narrow_terminal, capsys):
+    from segbench.manifest import load_zoo
+
+    specs = load_zoo(ROOT / "zoo")
+    assert main(["list"]) == 0
+    cells = table_cells(capsys.readouterr().out)
+    assert max(len(s.name) for s in specs) > 50  # longer than a 60-column table leaves for a column
+    assert {s.name for s in specs} <= cells and {s.family for s in specs} <= cells  # both are typed into --models
+
+
+LONG_NAME = "toy_long_d8-mg124_4xb2-80k_cityscapes-512x1024_long_name"
+
+
+def test_summary_keeps_names_whole_and_counts_skipped_models_in_one_line(toy_zoo, tmp_path, capsys, narrow_terminal):
+    (toy_zoo / "toy.yaml").write_text(
+        (toy_zoo / "toy.yaml").read_text()
+        + f"- Name: {LONG_NAME}\n  In Collection: Toy\n  Build: {{callable: 'toy_models:tiny_segmentor'}}\n  Test: {{size: [32, 64]}}\n"
+        + "- Name: toy_broken\n  In Collection: Toy\n  Build: {callable: 'toy_models:broken_segmentor'}\n"
+    )
+    out = tmp_path / "out"
+    common = ["bench", "--zoo", str(toy_zoo), "--output", str(out), "--no-report", *FAST]
+    assert main([*common, "--models", "toy_a", "toy_b"]) == 0
+    capsys.readouterr()
+    assert main(common) == 1  # toy_a and toy_b skipped, the long one measured, toy_broken failed
+    err = ANSI.sub("", capsys.readouterr().err)
+    summary = err[err.index("segbench summary"):]
+    cells = table_cells(summary)
+    assert LONG_NAME in cells and "toy_broken" in cells
+    assert "toy_a" not in cells and "toy_b" not in cells  # no row per skipped model
+    assert "2 model(s) skipped: their records are current (--force re-measures them)" in summary
+
+
+def test_brackets_in_error_messages_are_printed_as_text_and_do_not_end_the_sweep(toy_zoo, tmp_path, capsys):
+    from toy_models import BRACKETED_MESSAGE
+
+    (toy_zoo / "toy.yaml").write_text(
+        (toy_zoo / "toy.yaml").read_text().replace("- Name: toy_a", "- Name: toy_0\n  In Collection: Toy\n"
+                                                   "  Build: {callable: 'toy_models:bracketed_error_segmentor'}\n- Name: toy_a", 1)
+    )  # fmt: skip
+    out = tmp_path / "out"
+    assert main(["bench", "--zoo", str(toy_zoo), "--output", str(out), *FAST]) == 1  # failed first, then the others
+    err = capsys.readouterr().err
+    assert f"FAIL toy_0: {BRACKETED_MESSAGE}" in err
+    assert {name: r["status"] for name, r in records(out).items()} == {"toy_0.failed.json": "failed", "toy_a.json": "ok", "toy_b.json": "ok"}
+    assert "1 of 3 model(s) failed" in err
+
+
+def test_manifest_text_with_brackets_is_listed_as_written(toy_zoo, capsys):
+    text = (toy_zoo / "toy.yaml").read_text()
+    text = text.replace("Architecture: [Tiny, Toy]", "Architecture: ['[/backbone.layer4]', Toy]")
+    text = text.replace("  Results:\n    Dataset: Cityscapes\n    Metrics: {mIoU: 60.0}", "  Results:\n  - Dataset: '[bold]ADE20K'\n    Metrics: {mIoU: 40.0}")
+    (toy_zoo / "toy.yaml").write_text(text)
+    assert main(["list", "--zoo", str(toy_zoo)]) == 0
+    cells = table_cells(capsys.readouterr().out)
+    assert "[/backbone.layer4]" in cells and "40.00 ([bold]ADE20K)" in cells

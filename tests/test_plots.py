@@ -1,8 +1,11 @@
 """Paper plots: Pareto fronts, options, embedded fonts, labels that do not overlap, deterministic files."""
 
 import itertools
+import json
+import shutil
 
 import pytest
+from matplotlib.collections import LineCollection
 from matplotlib.text import Text
 
 from segbench.cli import main
@@ -35,11 +38,23 @@ def test_options_write_every_format_with_fonts_embedded(synthetic):
     assert plot(zoo, out, "--x", "latency", "fps", "memory", "--format", "png", "pdf", "svg", "--size", "column",
                 "--hardware", *HW, "--bubble") == 0  # fmt: skip
     files = sorted(p.name for p in (out / "plots").iterdir())
-    assert files == sorted(f"miou_vs_{x}.{e}" for x in ("latency", "fps", "memory") for e in ("png", "pdf", "svg"))
-    pdf = (out / "plots" / "miou_vs_fps.pdf").read_bytes()
+    assert files == sorted(f"miou_vs_{x}.column.{e}" for x in ("latency", "fps", "memory") for e in ("png", "pdf", "svg"))
+    pdf = (out / "plots" / "miou_vs_fps.column.pdf").read_bytes()
     assert b"/FontFile2" in pdf and b"/Type3" not in pdf  # TrueType embedded, no Type 3
-    svg = (out / "plots" / "miou_vs_fps.svg").read_text()
+    svg = (out / "plots" / "miou_vs_fps.column.svg").read_text()
     assert "<text" not in svg and '<path id="DejaVuSans-' in svg  # glyphs are paths, not text
+
+
+def test_sizes_do_not_overwrite_each_other(synthetic, tmp_path):
+    zoo, source = synthetic
+    out = tmp_path / "out"
+    shutil.copytree(source / "results", out / "results")
+    assert plot(zoo, out, "--x", "macs", "--format", "png") == 0
+    page = (out / "plots" / "miou_vs_macs.png").read_bytes()
+    assert plot(zoo, out, "--x", "macs", "--format", "png", "--size", "column") == 0
+    assert (out / "plots" / "miou_vs_macs.png").read_bytes() == page  # the page figure keeps its name and bytes
+    column = out / "plots" / "miou_vs_macs.column.png"
+    assert column.read_bytes() != page and column.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_files_are_byte_identical_across_runs(synthetic, tmp_path):
@@ -75,3 +90,82 @@ def test_filters_and_errors(synthetic, capsys):
     assert "--hardware: no records for gpu-z (have: gpu-a, gpu-b)" in capsys.readouterr().err
     assert plot(zoo, out, "--models", "nosuchmodel") == 1
     assert "no model matches 'nosuchmodel'" in capsys.readouterr().err
+
+
+def draw(frame, x, hardware=HW[:1], **options):
+    axis = AXES[x]
+    points = _select_points(frame, axis, list(hardware))
+    options = {"error_bars": True, "labels": "all"} | options
+    fig = _draw(points, axis, list(hardware) if axis.per_hardware else [], (7, 4.4), 9.0, False, options["labels"], "auto",
+                error_bars=options["error_bars"])  # fmt: skip
+    return fig, fig.axes[0]
+
+
+def bar_extents(ax) -> dict[float, tuple[float, float]]:
+    """The horizontal error bars of a figure, by the mIoU (y) they are drawn at: (left, right)."""
+    bars = {}
+    for collection in ax.collections:
+        if isinstance(collection, LineCollection):
+            for segment in collection.get_segments():
+                (x0, y0), (x1, y1) = segment
+                if y0 == y1:
+                    bars[y0] = (min(x0, x1), max(x0, x1))
+    return bars
+
+
+def test_latency_and_fps_points_carry_the_95_percent_interval_of_their_median(synthetic):
+    zoo, out = synthetic
+    frame = load_frame(out / "results", zoo)
+    record = json.loads(next((out / "results" / HW[0]).glob("fcn_r50*.json")).read_text())
+    ms = sorted(s * 1000 for s in record["latency"]["samples"])
+    assert len(ms) == 50  # 95% interval of the median of 50: the 18th and 33rd smallest (published binomial tables)
+    miou = frame.loc[(frame["model"] == record["model"]) & (frame["hardware"] == HW[0]), "miou"].item()
+    fig, ax = draw(frame, "latency")
+    assert bar_extents(ax)[miou] == pytest.approx((ms[17], ms[32]))
+    assert len(bar_extents(ax)) == len(_select_points(frame, AXES["latency"], [HW[0]]))
+    assert "50 timed images per model" in ax.get_title() and "95%" in ax.get_title()
+    # fps = n / sum: the same relative interval around it
+    fps = len(ms) / sum(record["latency"]["samples"])
+    median = (ms[24] + ms[25]) / 2
+    fig, ax = draw(frame, "fps")
+    assert bar_extents(ax)[miou] == pytest.approx((fps * median / ms[32], fps * median / ms[17]))
+    fig, ax = draw(frame, "latency", error_bars=False)
+    assert bar_extents(ax) == {} and "95%" not in ax.get_title()
+    fig, ax = draw(frame, "macs")
+    assert bar_extents(ax) == {} and "timed images" not in ax.get_title()
+
+
+def test_no_error_bars_option(synthetic, tmp_path):
+    zoo, source = synthetic
+    out = tmp_path / "out"
+    shutil.copytree(source / "results", out / "results")
+    assert plot(zoo, out, "--x", "latency", "--format", "png") == 0
+    with_bars = (out / "plots" / "miou_vs_latency.png").read_bytes()
+    assert plot(zoo, out, "--x", "latency", "--format", "png", "--no-error-bars") == 0
+    assert (out / "plots" / "miou_vs_latency.png").read_bytes() != with_bars
+
+
+def test_labels_that_would_be_ambiguous_carry_the_part_that_differs(synthetic):
+    zoo, out = synthetic
+    frame = load_frame(out / "results", zoo)
+    renamed = {"fcn_r18-v0_4xb2-80k_cityscapes-512x1024": "fcn_r50-d8_4xb2-40k_cityscapes-512x1024",
+               "fcn_r50-v1_4xb2-80k_cityscapes-512x1024": "fcn_r50-d8_4xb2-80k_cityscapes-512x1024",
+               "pspnet_r18-v0_4xb2-80k_cityscapes-512x1024": "fcn_r50-d8_4xb2-40k_cityscapes-769x769"}  # fmt: skip
+    assert set(renamed) <= set(frame["model"])
+    fig, ax = draw(frame.replace({"model": renamed}), "params", labels="all")
+    labels = {t.get_text() for t in ax.texts}
+    assert {"fcn_r50-d8 40k 512x1024", "fcn_r50-d8 80k 512x1024", "fcn_r50-d8 40k 769x769"} <= labels
+    assert "deeplabv3_r18-v0" in labels  # a name that is not ambiguous stays short
+
+
+def test_the_cost_axis_says_at_which_input_size(synthetic):
+    zoo, out = synthetic
+    frame = load_frame(out / "results", zoo)
+    fig, ax = draw(frame, "macs")
+    assert ax.get_xlabel().endswith("at 1024×2048 (H×W)")
+    fig, ax = draw(frame, "params")
+    assert "×" not in ax.get_xlabel()  # params do not depend on the input
+    mixed = frame.copy()
+    mixed.loc[mixed["model"].str.startswith("fcn"), "measured_size"] = "512×1024"
+    fig, ax = draw(mixed, "latency")
+    assert ax.get_xlabel().endswith("at each model's test size (1024×2048, 512×1024 H×W)")

@@ -54,3 +54,11 @@ def oom_raising_segmentor() -> nn.Module:
     import torch
 
     raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+
+
+BRACKETED_MESSAGE = "[/backbone.layer4] [enforce fail at alloc_cpu.cpp:127]"
+
+
+def bracketed_error_segmentor() -> nn.Module:
+    """Fails with square brackets in its message, as torch's allocator and module paths print them."""
+    raise RuntimeError(BRACKETED_MESSAGE)
