@@ -119,3 +119,32 @@ def test_the_isolated_child_ends_with_its_killed_parent_and_leaves_nothing(toy_z
         parent.kill()
         if child and _alive(child):
             os.kill(child, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_without_prctl_the_polling_thread_ends_the_child_with_its_parent(tmp_path):
+    """The fallback of other systems: only the thread that polls the parent's pid is armed."""
+    grandchild = (
+        "import os, sys, time\n"
+        "import segbench.isolate as isolate\n"
+        "sys.platform = 'darwin'\n"
+        "isolate._end_with_parent(os.getppid())\n"
+        "print(os.getpid(), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent_code = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {grandchild!r}])\n"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], env=env, stdout=subprocess.PIPE, text=True)
+    child = None
+    try:
+        child = int(parent.stdout.readline())
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 5
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child)
+    finally:
+        parent.kill()
+        if child and _alive(child):
+            os.kill(child, signal.SIGKILL)
