@@ -47,7 +47,8 @@ def _measurements(text: str) -> tuple[str, ...]:
     chosen = tuple(sorted({part.strip() for part in text.split(",") if part.strip()}))
     unknown = [part for part in chosen if part not in MEASUREMENTS]
     if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(MEASUREMENTS)}, got {', '.join(map(repr, unknown)) or 'nothing'}")
+        got = ", ".join(map(repr, unknown)) or "nothing"
+        raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(MEASUREMENTS)}, got {got}")
     return chosen
 
 

@@ -80,6 +80,7 @@ def reusable_complexity(results_dir: Path, model: str, spec_hash: str, input_siz
     for path in sorted(Path(results_dir).glob(f"*/{model}.json")):
         record = read_record(path)
         macs = record.get("macs") or {}
-        if record.get("status") == "ok" and record.get("spec_hash") == spec_hash and macs.get("input_size") == input_size and "params" in record:
+        same = record.get("spec_hash") == spec_hash and macs.get("input_size") == input_size
+        if record.get("status") == "ok" and same and "params" in record:  # `--measure macs` records have no params
             return {"params": record["params"], "macs": macs, "source": str(path.relative_to(results_dir))}
     return None

@@ -144,7 +144,7 @@ class Outcome:
     error: str | None = None  # why it failed, or why it was skipped
 
 
-def builder_source(spec: ModelSpec) -> dict[str, str] | None:
+def builder_source(spec: ModelSpec) -> dict[str, str | None] | None:
     """A callable builder's module and the sha256 of its file, so that editing the model makes its record stale.
 
     Only that one file: modules it imports in turn are not followed. None for segbench's own architectures.

@@ -124,7 +124,8 @@ def test_measure_params_and_macs_only_skips_timing_and_the_page_shows_dashes(toy
     assert record["settings"]["measure"] == ["macs", "params"]
     assert record["macs"]["fvcore"] == 16 * 32 * (8 * 3 * 9 + 4 * 8) and record["params"]["inference"] == 8 * 3 * 9 + 8 + 4 * 8 + 4
     assert not {"latency", "memory", "training", "gpu_state", "accuracy"} & set(record)
-    summary_row = next(line for line in (out / "model_zoo.md").read_text().splitlines() if line.startswith("| toy_a |") and "[json](" in line)
+    page = (out / "model_zoo.md").read_text().splitlines()
+    summary_row = next(line for line in page if line.startswith("| toy_a |") and "[json](" in line)
     assert summary_row.split(" | ")[5:8] == ["—", "—", "—"]  # latency, fps, inference memory: not measured, not failed
 
 
@@ -230,7 +231,8 @@ while not Path({str(go)!r}).exists():
 sys.exit(main(['bench', '--zoo', {str(zoo)!r}, '--output', {str(out)!r}, '--device', 'cpu', '--images', '3',
                '--warmup', '1', '--models', 'toy_slow_a', 'toy_slow_b', '--no-report']))
 """
-    return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=out.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=out.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
 
 
 def test_two_sweeps_on_one_output_never_measure_a_model_twice(toy_zoo, tmp_path):
