@@ -9,6 +9,7 @@ is read instead when present. The label mapping follows cityscapesScripts' `help
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -110,6 +111,18 @@ def cityscapes_pairs(root: str | os.PathLike | None = None, split: str = "val") 
     for image, label in pairs:
         _check_pair(image, label)
     return pairs
+
+
+def dataset_fingerprint(root: Path, pairs: list[tuple[Path, Path]]) -> str:
+    """sha256 of every pair's paths (relative to `root`), sizes and mtimes, and of the synthetic marker's presence.
+
+    Cheap (no pixel is read), and it changes when a file is added, removed, replaced or rewritten.
+    """
+    digest = hashlib.sha256(f"synthetic={(root / SYNTHETIC_MARKER).is_file()}\n".encode())
+    for path in (p for pair in pairs for p in pair):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root).as_posix()}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def _load(path: Path, mode: str | None) -> np.ndarray:

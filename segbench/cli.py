@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from segbench import PROJECT_ROOT
 from segbench.errors import SegbenchError
+from segbench.records import MEASUREMENTS
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -48,9 +49,30 @@ def _sha256(text: str) -> str:
     return text.lower()
 
 
+def _measurements(text: str) -> tuple[str, ...]:
+    """--measure: a comma list of MEASUREMENTS, sorted."""
+    chosen = tuple(sorted({part.strip() for part in text.split(",") if part.strip()}))
+    unknown = [part for part in chosen if part not in MEASUREMENTS]
+    if unknown or not chosen:
+        got = ", ".join(map(repr, unknown)) or "nothing"
+        raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(MEASUREMENTS)}, got {got}")
+    return chosen
+
+
 def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
     out = Path(args.output)
     return out / "results", out / "model_zoo.md", out / "plots"
+
+
+def _check_writable(folder: Path) -> None:
+    """Before anything is built: records that cannot be written should be one line now, not a traceback after a model."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise SegbenchError(f"--output: cannot write records to {folder}: {exc.strerror or exc}; give a writable folder") from None
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -77,23 +99,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
     evaluation = resolve_evaluation(
         args.data_root, requested=args.eval, split=args.split, ms_flip=args.ms_flip, workers=args.workers
     )
+    if args.measure and "miou" in args.measure and evaluation is None:
+        raise SegbenchError("--measure miou: needs a dataset; give --data-root DIR or --eval")
     settings = BenchSettings(
         device=device, images=args.images, warmup=args.warmup, input_size=args.input_size,
         weights=args.weights, checkpoint=args.checkpoint, evaluation=evaluation, dtype=args.dtype,
         checkpoint_sha256=args.sha256, trust_checkpoints=args.trust_checkpoints,
         channels_last=args.channels_last, compile=args.compile, train_iters=args.train_iters,
+        measure=args.measure or MEASUREMENTS,
     )  # fmt: skip
     results_dir = _paths(args)[0]
+    _check_writable(results_dir)
     writer = rank() == 0
+    selected = [spec.name for spec in specs]
     try:
         outcomes = run_sweep(specs, settings, results_dir, force=args.force, isolate=args.isolate, console=console)
+    except KeyboardInterrupt:
+        if writer and not args.no_report:  # the page and plots of what was measured so far
+            _render(args, console, selected)
+        raise
     finally:
         _finish_distributed()
     if not writer:
         return 0
     print_summary(outcomes, console)
     if not args.no_report:
-        _render(args, console)
+        _render(args, console, selected)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         console.print(f"[red]{len(failed)} of {len(outcomes)} model(s) failed[/]; their records are in {escape(str(results_dir))}")
@@ -140,12 +171,13 @@ def _finish_distributed() -> None:
         dist.destroy_process_group()
 
 
-def _render(args: argparse.Namespace, console) -> None:
+def _render(args: argparse.Namespace, console, models: list[str]) -> None:
+    """The page and plots of a sweep: its selected models only (the zoo's page is `segbench render`)."""
     from segbench.plots import plot_all
     from segbench.report import load_frame, render_markdown
 
     results_dir, page, plots_dir = _paths(args)
-    frame = load_frame(results_dir, args.zoo)
+    frame = load_frame(results_dir, args.zoo, models)
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text(render_markdown(frame, getattr(args, "template", None)), encoding="utf-8")
     written = plot_all(frame, plots_dir)
@@ -160,7 +192,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from segbench.report import load_frame, render_markdown, stale_diff
 
     results_dir, page, _ = _paths(args)
-    frame = load_frame(results_dir, args.zoo)
+    frame = load_frame(results_dir, args.zoo, _selected_names(args.zoo, args.models))
     writers = {"md": lambda: render_markdown(frame, args.template), "csv": lambda: to_csv(frame),
                "json": lambda: to_json(frame), "latex": lambda: to_latex(frame)}  # fmt: skip
     console = Console(stderr=True, soft_wrap=True)
@@ -182,6 +214,15 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.check:
         console.print(f"{', '.join(str(page.with_name(FORMATS[f])) for f in dict.fromkeys(args.format))}: up to date", markup=False)
     return 0
+
+
+def _selected_names(zoo: str, patterns: list[str]) -> list[str] | None:
+    """The model names that --models selects; None for 'all'."""
+    from segbench.manifest import load_zoo, select_models
+
+    if patterns == ["all"]:
+        return None
+    return [s.name for s in select_models(load_zoo(zoo), [p for arg in patterns for p in arg.split(",") if p])]
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -403,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     render = sub.add_parser("render", help="render model_zoo.md from records and manifests")
     common(render)
+    render.add_argument("--models", nargs="+", default=["all"], help="names, globs or families to list (default: all)")
     render.add_argument("--template", help="a jinja2 template to use instead of templates/model_zoo.md.j2")
     render.add_argument("--format", nargs="+", choices=["md", "csv", "json", "latex"], default=["md"],
                         help="what to write under --output: model_zoo.md, .csv, .json, .tex (default: md)")  # fmt: skip
@@ -478,6 +520,8 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels-last", action="store_true", help="model and input in channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model before timing (compiled during warm-up)")
     p.add_argument("--train-iters", type=_non_negative, help="timed training steps for training memory and s/iter, CUDA only; 0 skips (default: 10)")
+    p.add_argument("--measure", type=_measurements, metavar="LIST",
+                   help=f"comma list of what to measure: {','.join(MEASUREMENTS)} (default: all; miou needs a dataset)")
     p.add_argument("--isolate", action="store_true", help="measure each model in a fresh process: a crash or OOM cannot touch the next")
     p.add_argument("--force", action="store_true", help="re-measure models whose record is current")
     p.add_argument("--no-report", action="store_true", help="write records only, no page or plots")

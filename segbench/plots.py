@@ -15,11 +15,7 @@ reader's machine substitutes.
 
 from __future__ import annotations
 
-import concurrent.futures
-import functools
 import math
-import multiprocessing
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -315,12 +311,8 @@ def _legend_handles(points: pd.DataFrame, style: dict, hardware: list[str], bubb
 def plot_all(frame: pd.DataFrame, out_dir: Path, hardware: list[str] | None = None, xs: tuple[str, ...] = DEFAULT_X, **options) -> list[Path]:
     """The default set of figures (mIoU vs latency, MACs, params); options as plot_figure.
 
-    The figures are independent and drawing dominates the time, so with several cores they are
-    drawn in forked processes (which inherit the imported matplotlib); the files are the same.
+    Drawn one after another in the calling process. A sweep's process runs threads by then (torch's
+    intra-op pool, rich's refresh): a process forked from it can deadlock on a lock one of them held,
+    and a pool of workers can outlive a killed parent.
     """
-    workers = min(len(xs), os.cpu_count() or 1)
-    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return [path for x in xs for path in plot_figure(frame, x, out_dir, hardware=hardware, **options)]
-    draw = functools.partial(plot_figure, frame, out_dir=out_dir, hardware=hardware, **options)
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        return [path for paths in pool.map(draw, xs) for path in paths]
+    return [path for x in xs for path in plot_figure(frame, x, out_dir, hardware=hardware, **options)]

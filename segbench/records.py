@@ -18,6 +18,9 @@ from segbench.tempfiles import owned_temp_file, remove_abandoned
 
 SCHEMA_VERSION = 1
 FAILED_SUFFIX = ".failed.json"
+MEASUREMENTS = ("latency", "macs", "memory", "miou", "params", "training")
+"""What a sweep can measure (`--measure`); `settings.measure` lists what was asked for, so a section
+a record lacks for that reason is intended, not missing. mIoU needs a dataset as well."""
 
 
 def record_path(results_dir: Path, hardware: str, model: str, *, failed: bool = False) -> Path:
@@ -79,6 +82,7 @@ def reusable_complexity(results_dir: Path, model: str, spec_hash: str, input_siz
     for path in sorted(Path(results_dir).glob(f"*/{model}.json")):
         record = read_record(path)
         macs = record.get("macs") or {}
-        if record.get("status") == "ok" and record.get("spec_hash") == spec_hash and macs.get("input_size") == input_size:
+        same = record.get("spec_hash") == spec_hash and macs.get("input_size") == input_size
+        if record.get("status") == "ok" and same and "params" in record:  # `--measure macs` records have no params
             return {"params": record["params"], "macs": macs, "source": str(path.relative_to(results_dir))}
     return None

@@ -11,7 +11,7 @@ import difflib
 import math
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import jinja2
 import pandas as pd
@@ -78,26 +78,29 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
     if record["status"] != "ok":
         row["error"] = f"{record['error']['kind']}: {record['error']['message']}"
         return row
-    latency, memory = record["latency"], record["memory"]
-    stats = latency_summary(latency["samples"])
-    stages = latency.get("stages") or {}
-    row.update(
-        params_m=record["params"]["inference"] / 1e6,
-        params_total_m=record["params"]["total"] / 1e6,
-        gmacs=record["macs"]["fvcore"] / 1e9,
-        gmacs_thop=record["macs"]["thop"] / 1e9,
-        latency_median_ms=stats["median_ms"],
-        latency_p90_ms=stats["p90_ms"],
-        latency_std_ms=stats["std_ms"],
-        latency_ci_low_ms=stats["median_ci95_low_ms"],
-        latency_ci_high_ms=stats["median_ci95_high_ms"],
-        latency_events_ms=_median_ms(latency.get("cuda_event_samples")),
-        stage_clock=stages.get("clock"),
-        **{f"{stage}_ms": _median_ms(stages.get(stage)) for stage in _STAGES},
-        fps=stats["fps"],
-        memory_mb=memory["peak_allocated_bytes"] / 2**20 if memory.get("measured") else None,
-        memory_reserved_mb=memory["peak_reserved_bytes"] / 2**20 if memory.get("measured") else None,
-    )
+    # A section the record lacks was left out by --measure (settings.measure): blank on the page, not a failure.
+    if "params" in record:
+        row.update(params_m=record["params"]["inference"] / 1e6, params_total_m=record["params"]["total"] / 1e6)
+    if "macs" in record:
+        row.update(gmacs=record["macs"]["fvcore"] / 1e9, gmacs_thop=record["macs"]["thop"] / 1e9)
+    if "latency" in record:
+        latency = record["latency"]
+        stats = latency_summary(latency["samples"])
+        stages = latency.get("stages") or {}
+        row.update(
+            latency_median_ms=stats["median_ms"],
+            latency_p90_ms=stats["p90_ms"],
+            latency_std_ms=stats["std_ms"],
+            latency_ci_low_ms=stats["median_ci95_low_ms"],
+            latency_ci_high_ms=stats["median_ci95_high_ms"],
+            latency_events_ms=_median_ms(latency.get("cuda_event_samples")),
+            stage_clock=stages.get("clock"),
+            **{f"{stage}_ms": _median_ms(stages.get(stage)) for stage in _STAGES},
+            fps=stats["fps"],
+        )
+    memory = record.get("memory") or {}
+    if memory.get("measured"):
+        row.update(memory_mb=memory["peak_allocated_bytes"] / 2**20, memory_reserved_mb=memory["peak_reserved_bytes"] / 2**20)
     training = record.get("training") or {}
     if training.get("measured"):
         row["train_step_s"] = statistics.median(training["step"]["samples"])
@@ -132,14 +135,17 @@ def _median_ms(samples: list[float] | None) -> float | None:
     return statistics.median(samples) * 1000 if samples else None
 
 
-def load_frame(results_dir: str | Path, zoo_dir: str | Path) -> pd.DataFrame:
+def load_frame(results_dir: str | Path, zoo_dir: str | Path, models: Collection[str] | None = None) -> pd.DataFrame:
     """One row per (model, hardware) record, plus one per model that has no record yet.
 
     A failure record beside a successful one of the same model and hardware is an older attempt
-    and is left out; records of models no longer in the zoo are ignored.
+    and is left out; records of models no longer in the zoo are ignored. `models` limits the
+    frame to those names (a sweep's selection); None keeps every zoo entry.
     """
     results_dir = Path(results_dir)
     specs = load_zoo(zoo_dir)
+    if models is not None:
+        specs = [s for s in specs if s.name in set(models)]
     by_name = {s.name: (i, s) for i, s in enumerate(specs)}
     found = [(p, r) for p, r in iter_records(results_dir) if r["model"] in by_name] if results_dir.is_dir() else []
     succeeded = {(r["model"], r["environment"]["hardware"]) for _, r in found if r["status"] == "ok"}

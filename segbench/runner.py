@@ -8,11 +8,14 @@ the model and evaluates its shard of the dataset; rank 0 alone profiles and writ
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import importlib.util
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -22,13 +25,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from segbench.build import build_model
 from segbench.checkpoint import load_checkpoint
-from segbench.cityscapes import CityscapesDataset, dataset_root
+from segbench.cityscapes import CityscapesDataset, cityscapes_pairs, dataset_fingerprint, dataset_root
 from segbench.complexity import count_macs, count_params
 from segbench.environment import collect_environment
 from segbench.errors import SegbenchError
 from segbench.eta import SweepPace, TimeLeftColumn, model_work
 from segbench.manifest import ModelSpec
-from segbench.records import SCHEMA_VERSION, is_current, read_record, record_path, reusable_complexity, write_record
+from segbench.records import MEASUREMENTS, SCHEMA_VERSION, is_current, read_record, record_path, reusable_complexity, write_record
 from segbench.evaluate import evaluate
 from segbench.gpu_state import gpu_state_section, read_gpu_state
 from segbench.inference import inference_settings
@@ -39,17 +42,32 @@ from segbench.training import (
 )  # fmt: skip
 
 
+OUT_OF_MEMORY_SIGNS = ("out of memory", "alloc_cpu", "std::bad_alloc", "not enough memory", "can't allocate memory")
+"""How CUDA, c10's CPU allocator and the C++ runtime word an allocation failure."""
+
+
+def is_out_of_memory(text: str) -> bool:
+    lowered = text.lower()
+    return any(sign in lowered for sign in OUT_OF_MEMORY_SIGNS)
+
+
 @dataclass(frozen=True)
 class Evaluation:
-    """Where and how to measure mIoU: a Cityscapes-layout root, a split, and optionally ms+flip."""
+    """Where and how to measure mIoU: a Cityscapes-layout root, a split, and optionally ms+flip.
+
+    `fingerprint` stands for the split's files (names, sizes, mtimes): a record measured on other
+    files is not current.
+    """
 
     data_root: str
     split: str = "val"
     ms_flip: bool = False
     workers: int = 2
+    fingerprint: str = ""
 
     def as_settings(self) -> dict[str, Any]:
-        return {"data_root": self.data_root, "split": self.split, "ms_flip": self.ms_flip, "world_size": world_size()}
+        return {"data_root": self.data_root, "split": self.split, "ms_flip": self.ms_flip, "world_size": world_size(),
+                "fingerprint": self.fingerprint}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,7 @@ class BenchSettings:
     channels_last: bool = False
     compile: bool = False  # torch.compile the model before timing (compiled during warm-up)
     train_iters: int = 10  # timed training steps on CUDA; 0 skips training memory and s/iter
+    measure: tuple[str, ...] = MEASUREMENTS  # what to measure, a subset of MEASUREMENTS
 
     def weights_source(self, spec: ModelSpec) -> str | None:
         return self.checkpoint or (spec.weights if self.weights else None)
@@ -96,11 +115,13 @@ class BenchSettings:
             "torch_threads": torch.get_num_threads(),
             "evaluation": self.evaluation.as_settings() if self.evaluation else None,
             "training": self.training_settings(spec),
+            "measure": sorted(self.measure),
+            "builder": builder_source(spec),
         }
 
     def training_settings(self, spec: ModelSpec) -> dict[str, Any] | None:
-        """How the training step is measured; None where it is not (CPU, --train-iters 0)."""
-        if self.device.type != "cuda" or not self.train_iters:
+        """How the training step is measured; None where it is not (CPU, --train-iters 0, not in --measure)."""
+        if self.device.type != "cuda" or not self.train_iters or "training" not in self.measure:
             return None
         batch, batch_from = per_gpu_batch(spec)
         precision, precision_from = training_precision(spec)
@@ -123,8 +144,24 @@ class BenchSettings:
 class Outcome:
     spec: ModelSpec
     status: str  # "ok", "skipped" or "failed"
-    record: dict[str, Any] | None = None
-    error: str | None = None
+    record: dict[str, Any] | None = None  # None for a model skipped because another sweep is measuring it
+    error: str | None = None  # why it failed, or why it was skipped
+
+
+def builder_source(spec: ModelSpec) -> dict[str, str | None] | None:
+    """A callable builder's module and the sha256 of its file, so that editing the model makes its record stale.
+
+    Only that one file: modules it imports in turn are not followed. None for segbench's own architectures.
+    """
+    if spec.build.callable is None:
+        return None
+    module = spec.build.callable.split(":")[0]
+    try:
+        found = importlib.util.find_spec(module)
+        source = Path(found.origin).read_bytes() if found and found.has_location else None
+    except (ImportError, ValueError, OSError):
+        source = None
+    return {"module": module, "sha256": hashlib.sha256(source).hexdigest() if source is not None else None}
 
 
 def resolve_device(device: str | None, gpu: int | None) -> torch.device:
@@ -162,10 +199,16 @@ def rank() -> int:
 def resolve_evaluation(
     data_root: str | None, *, requested: bool, split: str, ms_flip: bool, workers: int
 ) -> Evaluation | None:
-    """mIoU is measured when a data root is given or asked for (then $CITYSCAPES_DATASET); else None."""
+    """mIoU is measured when a data root is given or asked for (then $CITYSCAPES_DATASET); else None.
+
+    The split is checked here, once, before any model is built: a missing root or one without
+    image/label pairs is one error, not one failure per model.
+    """
     if data_root is None and not requested:
         return None
-    return Evaluation(str(dataset_root(data_root).resolve()), split, ms_flip, workers)
+    root = dataset_root(data_root).resolve()
+    pairs = cityscapes_pairs(root, split)
+    return Evaluation(str(root), split, ms_flip, workers, dataset_fingerprint(root, pairs))
 
 
 def measure(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: dict, progress: Progress, task) -> dict:
@@ -199,7 +242,7 @@ def measure(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: di
     dataset = CityscapesDataset(settings.evaluation.data_root, settings.evaluation.split) if settings.evaluation else None
     if rank() == 0:
         _profile(spec, model, settings, test, dataset, results_dir, record, progress, task)
-    if dataset is not None:
+    if dataset is not None and "miou" in settings.measure:
         modes = [False, True] if settings.evaluation.ms_flip else [False]
         for ms_flip in modes:
             label = "mIoU (ms+flip)" if ms_flip else "mIoU"
@@ -210,7 +253,7 @@ def measure(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: di
             )  # fmt: skip
             if result is not None:
                 record["accuracy_ms_flip" if ms_flip else "accuracy"] = result.as_record()
-    if rank() == 0:
+    if rank() == 0 and "training" in settings.measure:
         progress.update(task, description=f"{spec.name}: training step", total=None)
         record["training"] = _training(spec, model, settings, record["settings"]["training"])
     record["duration_s"] = round(time.perf_counter() - started, 3)
@@ -221,15 +264,18 @@ def measure(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: di
 def _profile(
     spec, model, settings: BenchSettings, test, dataset: CityscapesDataset | None, results_dir: Path, record: dict, progress: Progress, task
 ) -> None:
-    """Params, MACs, latency (warm-up, then timed stages between two GPU-state readings) and inference memory into `record`."""
+    """Params, MACs, latency (warm-up, then timed stages between two GPU-state readings) and inference memory into
+    `record`, each only when `settings.measure` names it."""
+    wanted = set(settings.measure)
     size = tuple(record["settings"]["input_size"])
-    reused = reusable_complexity(results_dir, spec.name, spec.spec_hash(), list(size))
-    if reused:
-        record["params"], record["macs"] = reused["params"], dict(reused["macs"], reused_from=reused["source"])
-    else:
-        record["params"] = count_params(model)
+    reused = reusable_complexity(results_dir, spec.name, spec.spec_hash(), list(size)) if wanted & {"params", "macs"} else None
+    if "params" in wanted:
+        record["params"] = reused["params"] if reused else count_params(model)
+    if "macs" in wanted:
         progress.update(task, description=f"{spec.name}: counting MACs at {size[0]}×{size[1]}")
-        record["macs"] = count_macs(model, size)
+        record["macs"] = dict(reused["macs"], reused_from=reused["source"]) if reused else count_macs(model, size)
+    if not wanted & {"latency", "memory"}:
+        return
 
     model.to(settings.device)
     if settings.channels_last:
@@ -242,14 +288,16 @@ def _profile(
     with cudnn_flags(benchmark=False, deterministic=True):
         progress.update(task, description=f"{spec.name}: warm-up", total=settings.warmup, completed=0)
         time_predictions(stages, images, device, iterations=settings.warmup, on_step=lambda: progress.advance(task))
-        progress.update(task, description=f"{spec.name}: timing", total=settings.images, completed=0)
-        before = read_gpu_state(device)
-        latency = time_predictions(stages, images, device, iterations=settings.images, on_step=lambda: progress.advance(task))
-        after = read_gpu_state(device)
-        record["latency"] = dict(latency, distinct_images=len(images))
-        record["gpu_state"] = gpu_state_section(before, after, settings.images)
-        progress.update(task, description=f"{spec.name}: peak memory")
-        record["memory"] = peak_memory(stages, images[0].to(device))
+        if "latency" in wanted:
+            progress.update(task, description=f"{spec.name}: timing", total=settings.images, completed=0)
+            before = read_gpu_state(device)
+            latency = time_predictions(stages, images, device, iterations=settings.images, on_step=lambda: progress.advance(task))
+            after = read_gpu_state(device)
+            record["latency"] = dict(latency, distinct_images=len(images))
+            record["gpu_state"] = gpu_state_section(before, after, settings.images)
+        if "memory" in wanted:
+            progress.update(task, description=f"{spec.name}: peak memory")
+            record["memory"] = peak_memory(stages, images[0].to(device))
 
 
 def timing_images(dataset: CityscapesDataset | None, count: int, size: tuple[int, int]) -> list[torch.Tensor]:
@@ -290,7 +338,7 @@ def measure_or_failure(spec: ModelSpec, settings: BenchSettings, results_dir: Pa
     try:
         return measure(spec, settings, results_dir, env, progress, task)
     except Exception as exc:  # noqa: BLE001  (any model error is recorded; the sweep goes on)
-        oom = isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+        oom = isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or is_out_of_memory(str(exc))
         return failure_record(
             spec, settings.for_spec(spec), env,
             kind="out_of_memory" if oom else type(exc).__name__,
@@ -346,30 +394,85 @@ def run_sweep(
             path = record_path(results_dir, hardware, spec.name)
             failed_path = record_path(results_dir, hardware, spec.name, failed=True)
             run_settings = settings.for_spec(spec)
-            if not force and path.exists() and is_current(read_record(path), spec.spec_hash(), run_settings):
-                outcomes.append(Outcome(spec, "skipped", read_record(path)))
-                progress.console.print(f"  [dim]skip[/] {escape(spec.name)}: record is current (use --force to re-run)")
-                progress.update(overall, advance=1, finish_at=pace.finished(outcomes[-1]))
-                continue
-            task = progress.add_task(spec.name, total=None)
-            if isolate:
-                record = run_isolated(spec, settings, results_dir, env, progress, task)
-            else:
-                record = measure_or_failure(spec, settings, results_dir, env, progress, task)
-            progress.remove_task(task)
-            if record["status"] == "failed":
-                if writer:
-                    write_record(failed_path, record)
-                outcomes.append(Outcome(spec, "failed", record, record["error"]["message"]))
-                progress.console.print(f"  [red]FAIL[/] {escape(spec.name)}: {escape(record['error']['message'])}")
-                if settings.device.type == "cuda":
-                    torch.cuda.empty_cache()
-            else:
-                if writer:
-                    write_record(path, record)
-                    failed_path.unlink(missing_ok=True)
-                outcomes.append(Outcome(spec, "ok", record))
-                for warning in record.get("gpu_state", {}).get("warnings", []):
-                    progress.console.print(f"  [yellow]warning[/] {escape(spec.name)}: {escape(warning)}")
+            with _claimed(path, spec, run_settings, force=force, writer=writer) as skip:
+                if skip:
+                    outcomes.append(Outcome(spec, "skipped", read_record(path) if skip == RECORD_CURRENT else None, skip))
+                    progress.console.print(f"  [dim]skip[/] {escape(spec.name)}: {skip}")
+                    progress.update(overall, advance=1, finish_at=pace.finished(outcomes[-1]))
+                    continue
+                task = progress.add_task(spec.name, total=None)
+                if isolate:
+                    record = run_isolated(spec, settings, results_dir, env, progress, task)
+                else:
+                    record = measure_or_failure(spec, settings, results_dir, env, progress, task)
+                progress.remove_task(task)
+                if record["status"] == "failed":
+                    if writer:
+                        write_record(failed_path, record)
+                    outcomes.append(Outcome(spec, "failed", record, record["error"]["message"]))
+                    progress.console.print(f"  [red]FAIL[/] {escape(spec.name)}: {escape(record['error']['message'])}")
+                    if settings.device.type == "cuda":
+                        torch.cuda.empty_cache()
+                else:
+                    if writer:
+                        write_record(path, record)
+                        failed_path.unlink(missing_ok=True)
+                    outcomes.append(Outcome(spec, "ok", record))
+                    for warning in record.get("gpu_state", {}).get("warnings", []):
+                        progress.console.print(f"  [yellow]warning[/] {escape(spec.name)}: {escape(warning)}")
             progress.update(overall, advance=1, finish_at=pace.finished(outcomes[-1]))
     return outcomes
+
+
+RECORD_CURRENT = "record is current (use --force to re-run)"
+MEASURED_ELSEWHERE = "another sweep is measuring it"
+
+
+@contextlib.contextmanager
+def _claimed(path: Path, spec: ModelSpec, run_settings: dict, *, force: bool, writer: bool) -> Iterator[str | None]:
+    """Why this sweep skips a model (RECORD_CURRENT, MEASURED_ELSEWHERE), or None while it holds the model's lock."""
+    with contextlib.ExitStack() as held:
+        skip = None if force else _current_record(path, spec, run_settings)
+        if skip is None and writer and not held.enter_context(measuring_lock(path.with_name(f".{spec.name}.lock"))):
+            skip = MEASURED_ELSEWHERE
+        if skip is None and not force:
+            skip = _current_record(path, spec, run_settings)  # the other sweep may have just written it
+        yield _agreed(skip)
+
+
+def _current_record(path: Path, spec: ModelSpec, run_settings: dict) -> str | None:
+    """RECORD_CURRENT when `path` holds a successful record of this spec under these settings, else None."""
+    current = path.exists() and is_current(read_record(path), spec.spec_hash(), run_settings)
+    return RECORD_CURRENT if current else None
+
+
+def _agreed(decision: str | None) -> str | None:
+    """Rank 0's decision on every rank under torchrun: only rank 0 takes the locks and reads records first."""
+    if world_size() == 1:
+        return decision
+    shared = [decision]
+    dist.broadcast_object_list(shared, src=0)
+    return shared[0]
+
+
+@contextlib.contextmanager
+def measuring_lock(path: Path) -> Iterator[bool]:
+    """Holds an exclusive lock on `path` while a model is measured; yields False, holding nothing, when another
+    process has it. So two sweeps writing to one results folder never measure one model twice.
+
+    flock: the kernel drops the lock when its holder dies, so a killed sweep leaves no stale lock (the
+    empty file stays). Where fcntl does not exist (Windows) nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield True
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True  # closing the file releases the lock

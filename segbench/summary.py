@@ -23,7 +23,7 @@ def _miou(record: dict) -> str:
 
 def print_summary(outcomes, console: Console) -> None:
     """A row per model measured or failed in this sweep; the skipped ones (record current) counted in one line."""
-    measured = [o for o in outcomes if o.status != "skipped"]
+    measured = [o for o in outcomes if o.status != "skipped" or o.record is None]  # None: another sweep holds it
     if measured:
         print_table(console, _summary_table(measured))
     if skipped := len(outcomes) - len(measured):
@@ -38,23 +38,22 @@ def _summary_table(outcomes) -> Table:
         else:
             table.add_column(column, justify="left" if column in ("Model", "Status") else "right", no_wrap=True)
     for o in outcomes:
-        if o.status == "failed":
-            table.add_row(escape(o.spec.name), "[red]failed[/]", *[""] * 9, escape(o.error or ""))
+        if o.record is None or o.status == "failed":
+            status = "[red]failed[/]" if o.status == "failed" else "[dim]skipped[/]"
+            table.add_row(escape(o.spec.name), status, *[""] * 9, escape(o.error or ""))
             continue
         r = o.record
-        stats = latency_summary(r["latency"]["samples"])
-        memory = r["memory"]
+        stats = latency_summary(r["latency"]["samples"]) if "latency" in r else None  # absent: not in --measure
+        memory = r.get("memory") or {}
         training = r.get("training") or {}
         train_memory = training.get("memory")
         step = training.get("step")
         table.add_row(
             escape(o.spec.name),
-            "[green]ok[/]",
-            f"{r['params']['inference'] / 1e6:.2f}",
-            f"{r['macs']['fvcore'] / 1e9:.1f}",
-            f"{stats['median_ms']:.1f}",
-            f"{stats['p90_ms']:.1f}",
-            f"{stats['fps']:.2f}",
+            "[green]ok[/]" if o.status == "ok" else "[dim]skipped[/]",
+            f"{r['params']['inference'] / 1e6:.2f}" if "params" in r else "—",
+            f"{r['macs']['fvcore'] / 1e9:.1f}" if "macs" in r else "—",
+            *((f"{stats['median_ms']:.1f}", f"{stats['p90_ms']:.1f}", f"{stats['fps']:.2f}") if stats else ("—",) * 3),
             f"{memory['peak_allocated_bytes'] / 2**20:.0f}" if memory.get("measured") else "—",
             f"{train_memory['peak_allocated_bytes'] / 2**30:.2f}" if train_memory else "—",
             f"{latency_summary(step['samples'])['median_ms'] / 1000:.3f}" if step else "—",
