@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from segbench import PROJECT_ROOT
-from segbench.errors import SegbenchError
+from segbench.errors import SegbenchError, one_line_warnings
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -453,7 +453,8 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with one_line_warnings():
+            return args.func(args)
     except SegbenchError as exc:
         if args.debug:
             raise

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.errors import SegbenchError
-from segbench.records import iter_records, read_record
+from segbench.records import iter_records
 from segbench.stats import median_ci
 
 CONFIDENCE = 0.95
@@ -69,7 +69,7 @@ def load_result_set(path: str | Path) -> dict[tuple[str, str], dict[str, Any]]:
         path = path / "results"
     if not path.is_dir():
         raise SegbenchError(f"{path}: not a directory of results (expected results/<hardware>/<model>.json)")
-    found = list(iter_records(path)) or [(p, read_record(p)) for p in sorted(path.glob("*.json"))]
+    found = list(iter_records(path)) or list(iter_records(path, "*.json"))
     records = {(r["model"], r["environment"]["hardware"]): r for _, r in found if r.get("status") == "ok"}
     if not records:
         raise SegbenchError(f"{path}: no successful records (expected results/<hardware>/<model>.json)")

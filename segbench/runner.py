@@ -26,7 +26,7 @@ from segbench.complexity import count_macs, count_params
 from segbench.environment import collect_environment
 from segbench.errors import SegbenchError
 from segbench.manifest import ModelSpec
-from segbench.records import SCHEMA_VERSION, is_current, read_record, record_path, reusable_complexity, write_record
+from segbench.records import SCHEMA_VERSION, current_record, record_path, reusable_complexity, write_record
 from segbench.evaluate import evaluate
 from segbench.gpu_state import gpu_state_section, read_gpu_state
 from segbench.inference import inference_settings
@@ -337,8 +337,9 @@ def run_sweep(
             path = record_path(results_dir, hardware, spec.name)
             failed_path = record_path(results_dir, hardware, spec.name, failed=True)
             run_settings = settings.for_spec(spec)
-            if not force and path.exists() and is_current(read_record(path), spec.spec_hash(), run_settings):
-                outcomes.append(Outcome(spec, "skipped", read_record(path)))
+            current = None if force else current_record(path, spec.spec_hash(), run_settings)
+            if current is not None:
+                outcomes.append(Outcome(spec, "skipped", current))
                 progress.console.print(f"  [dim]skip[/] {spec.name}: record is current (use --force to re-run)")
                 progress.advance(overall)
                 continue
