@@ -135,9 +135,12 @@ def _render(args: argparse.Namespace, console) -> None:
 
     results_dir, page, plots_dir = _paths(args)
     frame = load_frame(results_dir, args.zoo)
-    page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(render_markdown(frame, getattr(args, "template", None)), encoding="utf-8")
-    written = plot_all(frame, plots_dir)
+    try:
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(render_markdown(frame, getattr(args, "template", None)), encoding="utf-8")
+        written = plot_all(frame, plots_dir)
+    except OSError as exc:  # a full disk after a sweep: one line, the records stay
+        raise SegbenchError(f"{page.parent}: cannot write the page and plots: {exc.strerror or exc}") from exc
     console.print(f"wrote {page} and {len(written)} plot file(s) in {plots_dir}")
 
 

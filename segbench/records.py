@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import secrets
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -29,11 +29,16 @@ def record_path(results_dir: Path, hardware: str, model: str, *, failed: bool = 
 def write_record(path: Path, record: dict[str, Any]) -> None:
     """Write JSON to a temp file in the same directory, fsync, then rename over the target.
 
-    A crash leaves either the old file or the new one, never a torn one.
+    A crash leaves either the old file or the new one, never a torn one. The file gets the mode any
+    new file gets (0666 less the umask), so a results folder shared by a team stays readable. A full
+    disk or an unwritable folder is a SegbenchError naming the folder; the temp file is removed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _create_temp(path)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(record, f, indent=1, sort_keys=True, allow_nan=False)
@@ -41,9 +46,27 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from exc
         raise
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """Like tempfile.mkstemp beside path, but opened with mode 0666 for the umask to trim: mkstemp's 0600 would survive the rename."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
+def _write_error(path: Path, exc: OSError) -> SegbenchError:
+    reason = exc.strerror or _one_line(exc)
+    return SegbenchError(f"{path.parent}: cannot write record {path.name}: {reason}; records written before are kept, "
+                         "free space or fix the folder's permissions and re-run (current records are skipped)")  # fmt: skip
 
 
 _MISSING = object()

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from segbench.build import build_model
@@ -349,16 +350,20 @@ def run_sweep(
             else:
                 record = measure_or_failure(spec, settings, results_dir, env, progress, task)
             progress.remove_task(task)
+            if writer:
+                try:
+                    write_record(failed_path if record["status"] == "failed" else path, record)
+                except SegbenchError as exc:  # a full disk or an unwritable folder: no later record could be written either
+                    outcomes.append(Outcome(spec, "failed", record, str(exc)))
+                    progress.console.print(f"  [red]FAIL[/] {escape(str(exc))}")
+                    break
             if record["status"] == "failed":
-                if writer:
-                    write_record(failed_path, record)
                 outcomes.append(Outcome(spec, "failed", record, record["error"]["message"]))
                 progress.console.print(f"  [red]FAIL[/] {spec.name}: {record['error']['message']}")
                 if settings.device.type == "cuda":
                     torch.cuda.empty_cache()
             else:
                 if writer:
-                    write_record(path, record)
                     failed_path.unlink(missing_ok=True)
                 outcomes.append(Outcome(spec, "ok", record))
                 for warning in record.get("gpu_state", {}).get("warnings", []):

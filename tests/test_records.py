@@ -1,6 +1,10 @@
 """Records: round trip, atomic writes, currency and reuse of hardware-independent figures."""
 
+import errno
 import json
+import os
+import stat
+from pathlib import Path
 
 import pytest
 import torch
@@ -163,3 +167,48 @@ def test_unparseable_records_are_one_line_errors_and_skipped_by_readers(tmp_path
         assert list(iter_records(tmp_path)) == []
     with pytest.warns(SegbenchWarning, match=r"m\.json"):
         assert current_record(path, "abc", {}) is None
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_records_follow_the_umask_like_any_new_file(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        write_record(record_path(tmp_path, "cpu-x", "m"), make_record())
+        (tmp_path / "plain").write_text("x")  # what open() gives any other file
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(record_path(tmp_path, "cpu-x", "m").stat().st_mode)
+    assert mode == 0o666 & ~umask == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+
+
+def test_a_full_disk_ends_the_sweep_with_one_line_and_the_summary(toy_zoo, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    real_dump, calls = json.dump, []
+
+    def dump_until_the_disk_is_full(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_dump(*args, **kwargs)
+
+    monkeypatch.setattr(json, "dump", dump_until_the_disk_is_full)
+    assert main(["bench", "--zoo", str(toy_zoo), "--output", str(out), *FAST]) == 1
+    err = capsys.readouterr().err
+    directory = hardware_dir(out)
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if "No space left on device" in line]
+    assert str(directory) in line and "toy_b" in line
+    assert "segbench summary" in err and "failed" in err
+    assert sorted(p.name for p in directory.iterdir()) == ["toy_a.json"]  # no temp file, no toy_b record
+    assert len(read_record(directory / "toy_a.json")["latency"]["samples"]) == 3
+
+
+def test_a_full_disk_when_the_page_is_written_after_a_sweep_is_one_line(toy_zoo, tmp_path, capsys, monkeypatch):
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_text", full)
+    assert main(["bench", "--zoo", str(toy_zoo), "--output", str(tmp_path / "out"), *FAST]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "segbench summary" in err
+    assert f"segbench: error: {tmp_path / 'out'}: cannot write the page and plots: No space left on device" in err.splitlines()
