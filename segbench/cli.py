@@ -203,6 +203,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from segbench.compare import CONFIDENCE, compare_result_sets
@@ -221,6 +222,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for r in rows:
         lat = r["latency"]
         hardware = r["hardware_a"] if r["hardware_a"] == r["hardware_b"] else f"{r['hardware_a']} → {r['hardware_b']}"
+        if lat is None:
+            differ = escape("settings differ: " + "; ".join(r["settings_differ"]))
+            table.add_row(escape(r["model"]), escape(hardware), "—", "—", "—", f"[yellow]{differ}[/]", "—", "—", "—", "—")
+            continue
         table.add_row(
             r["model"], hardware,
             f"{lat.median_a_ms:.2f} [{lat.ci_a_ms[0]:.2f}, {lat.ci_a_ms[1]:.2f}]",
@@ -235,7 +240,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                   f"do not overlap and it is at least {args.min_change:g}%")  # fmt: skip
     if unpaired:
         console.print(f"in one set only (not compared): {', '.join(unpaired)}")
-    slower = [r["model"] for r in rows if r["latency"].verdict == "slower"]
+    slower = [r["model"] for r in rows if r["latency"] and r["latency"].verdict == "slower"]
     if slower and args.fail_on_regression:
         print(f"segbench: latency regression in {len(slower)} model(s): {', '.join(slower)}", file=sys.stderr)
         return 1
