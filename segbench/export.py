@@ -50,6 +50,7 @@ COLUMNS = {
     "train_mem_reserved_gb": "train_mem_reserved_gb_measured",
     "train_step_s": "train_step_s",
     "energy_j_per_image": "energy_j_per_image",
+    "load_1min": "load_average_1min",
     "hardware": "hardware",
     "device_name": "device",
     "config": "config",

@@ -28,7 +28,7 @@ _RECORD_COLUMNS = ("hardware", "device_name", "record", "measured_size", "images
                    "params_m", "gmacs", "gmacs_thop", "latency_median_ms", "latency_p90_ms", "fps", "memory_mb",
                    "train_mem_gb_measured", "train_step_s", "latency_std_ms", "latency_ci_low_ms", "latency_ci_high_ms",
                    "latency_events_ms", "stage_clock", "preprocess_ms", "forward_ms", "postprocess_ms", "memory_reserved_mb",
-                   "train_mem_reserved_gb", "energy_j_per_image", "sm_clock_before", "sm_clock_after", "gpu_warnings")  # fmt: skip
+                   "train_mem_reserved_gb", "energy_j_per_image", "sm_clock_before", "sm_clock_after", "gpu_warnings", "load_1min")  # fmt: skip
 _STAGES = ("preprocess", "forward", "postprocess")
 
 
@@ -95,6 +95,7 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
         stage_clock=stages.get("clock"),
         **{f"{stage}_ms": _median_ms(stages.get(stage)) for stage in _STAGES},
         fps=stats["fps"],
+        load_1min=latency.get("load_average_1min"),
         memory_mb=memory["peak_allocated_bytes"] / 2**20 if memory.get("measured") else None,
         memory_reserved_mb=memory["peak_reserved_bytes"] / 2**20 if memory.get("measured") else None,
     )
@@ -192,7 +193,16 @@ def _settings_by_hardware(rows: list[dict[str, Any]]) -> dict[str, str]:
         "cudnn": values("cudnn"),
         "input": values("input_kind"),
         "weights": values("weights_source"),
+        "load": _range([r["load_1min"] for r in rows if r.get("load_1min") is not None]),
     }
+
+
+def _range(values: list[float]) -> str:
+    """'1.20–3.40' (min–max), one number when they agree, '—' for none."""
+    if not values:
+        return "—"
+    low, high = _fmt(min(values)), _fmt(max(values))
+    return low if low == high else f"{low}–{high}"
 
 
 def render_markdown(frame: pd.DataFrame, template: str | Path | None = None) -> str:

@@ -24,7 +24,7 @@ from segbench.build import build_model
 from segbench.checkpoint import load_checkpoint
 from segbench.cityscapes import CityscapesDataset, dataset_root
 from segbench.complexity import count_macs, count_params
-from segbench.environment import collect_environment
+from segbench.environment import collect_environment, load_average_1min
 from segbench.errors import SegbenchError
 from segbench.manifest import ModelSpec
 from segbench.records import SCHEMA_VERSION, current_record, record_path, reusable_complexity, write_record
@@ -237,10 +237,10 @@ def _profile(
         progress.update(task, description=f"{spec.name}: warm-up", total=settings.warmup, completed=0)
         time_predictions(stages, images, device, iterations=settings.warmup, on_step=lambda: progress.advance(task))
         progress.update(task, description=f"{spec.name}: timing", total=settings.images, completed=0)
-        before = read_gpu_state(device)
+        before, load = read_gpu_state(device), load_average_1min()
         latency = time_predictions(stages, images, device, iterations=settings.images, on_step=lambda: progress.advance(task))
         after = read_gpu_state(device)
-        record["latency"] = dict(latency, distinct_images=len(images))
+        record["latency"] = dict(latency, distinct_images=len(images), load_average_1min=load)
         record["gpu_state"] = gpu_state_section(before, after, settings.images)
         progress.update(task, description=f"{spec.name}: peak memory")
         record["memory"] = peak_memory(stages, images[0].to(device))

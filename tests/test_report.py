@@ -156,3 +156,39 @@ def test_gpu_record_details_reach_the_page_and_the_exports(toy_zoo, tmp_path):
     (exported,) = [r for r in json.loads(to_json(frame)) if r["hardware"] == "nvidia-h100"]
     assert exported["latency_median_ci95_low_ms"] == 9.0 and exported["latency_median_ci95_high_ms"] == 14.0
     assert exported["inference_mem_reserved_mb"] == 512 and exported["train_step_s"] == 0.25 and exported["energy_j_per_image"] == 1.25
+
+
+def test_load_is_read_before_each_models_timed_loop_and_shown_per_record(toy_zoo, tmp_path, monkeypatch):
+    """Each getloadavg call returns a new value; the record must hold the one read just before its timed loop."""
+    import os
+
+    import segbench.runner as runner
+
+    readings, at_timed_start = iter(float(n) for n in range(1, 1000)), {}
+    last = [None]
+
+    def getloadavg():
+        last[0] = next(readings)
+        return (last[0], 0.0, 0.0)
+
+    real = runner.time_predictions
+
+    def time_predictions(stages, images, device, *, iterations, on_step):
+        if iterations == 4:  # the timed loop, not the warm-up
+            at_timed_start[len(at_timed_start)] = last[0]
+        return real(stages, images, device, iterations=iterations, on_step=on_step)
+
+    monkeypatch.setattr(os, "getloadavg", getloadavg)
+    monkeypatch.setattr(runner, "time_predictions", time_predictions)
+    out = tmp_path / "out"
+    assert main(["bench", "--zoo", str(toy_zoo), "--output", str(out), "--device", "cpu", "--images", "4", "--warmup", "1",
+                 "--no-report"]) == 0  # fmt: skip
+    loads = [json.loads(p.read_text())["latency"]["load_average_1min"] for p in sorted((out / "results").glob("*/*.json"))]
+    assert loads == [at_timed_start[0], at_timed_start[1]] and loads[0] != loads[1]
+    page = render_markdown(load_frame(out / "results", toy_zoo))
+    for model, load in zip(("toy_a", "toy_b"), loads):
+        (row,) = [line for line in page.splitlines() if line.startswith(f"| {model} | `") and "Preprocess" not in line and "/ " in line]
+        assert f"| {load:.2f} |" in row
+    (hardware_row,) = [line for line in page.splitlines() if line.startswith("| `cpu-")][:1]
+    assert f"| {min(loads):.2f}–{max(loads):.2f} |" in hardware_row
+    assert [r["load_average_1min"] for r in json.loads(to_json(load_frame(out / "results", toy_zoo)))] == loads
