@@ -17,6 +17,7 @@ import jinja2
 import pandas as pd
 
 from segbench import PROJECT_ROOT
+from segbench.formatting import fixed
 from segbench.manifest import ModelSpec, load_zoo
 from segbench.records import is_demo_accuracy, iter_records
 from segbench.stats import latency_summary
@@ -172,6 +173,11 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def _fixed(value: Any, decimals: int = 2) -> str:
+    """A count's cell (params, MACs): fixed() for a number, '—' for missing."""
+    return fixed(value, decimals) if isinstance(value, (int, float)) and not math.isnan(value) else "—"
+
+
 def _link(url: Any, text: str) -> str:
     """A markdown link for URLs; a repository-relative path (as in mmseg metafiles) is shown as code."""
     if not isinstance(url, str) or not url:
@@ -215,6 +221,7 @@ def render_markdown(frame: pd.DataFrame, template: str | Path | None = None) -> 
         lstrip_blocks=True,
     )
     env.filters["fmt"] = _fmt
+    env.filters["fixed"] = _fixed
     env.filters["link"] = _link
     records = frame.astype(object).where(frame.notna(), None).to_dict("records")
     measured = [r for r in records if r["status"] == "ok"]

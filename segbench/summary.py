@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from segbench.records import is_demo_accuracy
+from segbench.formatting import fixed
 from segbench.stats import latency_summary
 
 
@@ -36,8 +37,8 @@ def print_summary(outcomes, console: Console) -> None:
         table.add_row(
             o.spec.name,
             "[green]ok[/]" if o.status == "ok" else "[dim]skipped[/]",
-            f"{r['params']['inference'] / 1e6:.2f}",
-            f"{r['macs']['fvcore'] / 1e9:.1f}",
+            fixed(r["params"]["inference"] / 1e6, 2),
+            fixed(r["macs"]["fvcore"] / 1e9, 1),
             f"{stats['median_ms']:.1f}",
             f"{stats['p90_ms']:.1f}",
             f"{stats['fps']:.2f}",

@@ -9,11 +9,16 @@ from pathlib import Path
 import pytest
 
 from segbench.cli import main
-from segbench.export import latex_escape, to_json, to_latex
+from segbench.export import latex_escape, to_csv, to_json, to_latex
 from segbench.report import load_frame, render_markdown
 from segbench.stats import latency_summary
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Counted by hand from tests/toy_models.py: conv 3->8 3x3 (8*27 + 8) + conv 8->classes 1x1 (8*classes + classes);
+# MACs at 32x64: the stride-2 stem gives 16x32 positions, each 8*27 + classes*8 multiply-adds.
+TOY_PARAMS_M = {"toy_a": "0.000260", "toy_b": "0.000278"}  # 260 and 278 params, three significant digits
+TOY_MACS_G = {"toy_a": "0.000127", "toy_b": "0.000135"}  # 126976 and 135168 MACs
 
 
 @pytest.fixture
@@ -45,8 +50,8 @@ def test_every_measured_number_traces_to_its_record(measured):
         for row in rows:
             assert f"| {stats['median_ms']:.1f}" in row
         for row in (rows[0], rows[2]):
-            assert f"| {record['macs']['fvcore'] / 1e9:.1f} |" in row
-            assert f"| {record['params']['inference'] / 1e6:.2f} |" in row
+            assert f"| {TOY_MACS_G[record['model']]} |" in row
+            assert f"| {TOY_PARAMS_M[record['model']]} |" in row
         stages = [1000 * statistics.median(record["latency"]["stages"][s]) for s in ("preprocess", "forward", "postprocess")]
         assert f"| {stages[0]:.1f} / {stages[1]:.1f} / {stages[2]:.1f} |" in rows[1]
 
@@ -192,3 +197,31 @@ def test_load_is_read_before_each_models_timed_loop_and_shown_per_record(toy_zoo
     (hardware_row,) = [line for line in page.splitlines() if line.startswith("| `cpu-")][:1]
     assert f"| {min(loads):.2f}–{max(loads):.2f} |" in hardware_row
     assert [r["load_average_1min"] for r in json.loads(to_json(load_frame(out / "results", toy_zoo)))] == loads
+
+
+def test_small_counts_keep_three_significant_digits_everywhere(toy_zoo, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["bench", "--zoo", str(toy_zoo), "--output", str(out), "--device", "cpu", "--images", "3", "--warmup", "1",
+                 "--no-report"]) == 0  # fmt: skip
+    summary = capsys.readouterr().err
+    frame = load_frame(out / "results", toy_zoo)
+    page, tex, exported = render_markdown(frame), to_latex(frame), {r["model"]: r for r in json.loads(to_json(frame))}
+    csv_rows = {line.split(",")[0]: line for line in to_csv(frame).splitlines()}
+    for model, params in TOY_PARAMS_M.items():
+        (summary_row,) = [line for line in summary.splitlines() if f" {model} " in line]
+        assert f" {params} " in summary_row and f" {TOY_MACS_G[model]} " in summary_row
+        summary_row, family_row = [line for line in page.splitlines() if line.startswith(f"| {model} | ") and "| `" not in line[:30]]
+        assert f"| {TOY_MACS_G[model]} | {params} |" in summary_row and f"| {params} | {TOY_MACS_G[model]} |" in family_row
+        assert f"& {params} & {TOY_MACS_G[model]} &" in tex
+        count = {"toy_a": 260, "toy_b": 278}[model]
+        assert exported[model]["params_m"] * 1e6 == pytest.approx(count, rel=1e-12)  # full precision, not 0.0003
+        assert f",{count / 1e6!r}," in csv_rows[model]
+
+
+def test_fixed_keeps_decimals_and_three_significant_digits():
+    from segbench.formatting import fixed
+
+    assert [fixed(v, 2) for v in (48.983123, 0.00026, 0.0123, 1.5, 0.0, 123456.0)] == [
+        "48.98", "0.000260", "0.0123", "1.50", "0.00", "123456.00"]  # fmt: skip
+    assert [fixed(v, 1) for v in (0.04, 7.25, 72.54, 725.4)] == ["0.0400", "7.25", "72.5", "725.4"]
+    assert fixed(-0.00123, 2) == "-0.00123"
