@@ -101,11 +101,13 @@ def to_json(frame: pd.DataFrame) -> str:
     return json.dumps(rows, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-_LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+_LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
+                                                 "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}"}  # fmt: skip
 
 
 def latex_escape(text: str) -> str:
-    return "".join(_LATEX_SPECIAL.get(c, c) for c in str(text))
+    """Text as LaTeX prints it: specials escaped, and on one line (a blank line would end the table row)."""
+    return "".join(_LATEX_SPECIAL.get(c, " " if c.isspace() or not c.isprintable() else c) for c in str(text))
 
 
 def _num(value: Any, digits: int) -> str:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import statistics
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 import pandas as pd
@@ -178,11 +180,43 @@ def _fixed(value: Any, decimals: int = 2) -> str:
     return fixed(value, decimals) if isinstance(value, (int, float)) and not math.isnan(value) else "—"
 
 
+_MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\|`[]"} | {"&": "&amp;", "<": "&lt;"})
+_PLAIN = re.compile(r"[\w.+:/-]*")  # shown as code as it is: nothing in it that a code span would change
+
+
+def markdown_text(value: Any) -> str:
+    """Text from a manifest or a record as one markdown table cell that shows it as it is: on one line,
+    with `|`, backslashes, backticks and brackets escaped, `&` and `<` as entities (no HTML), and a
+    leading `#`, `-`, `+` or `>` escaped (no heading, list or quote)."""
+    text = " ".join(str(value).splitlines()).translate(_MARKDOWN_SPECIAL)
+    return "\\" + text if text.startswith(("#", "-", "+", ">")) else text
+
+
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return markdown_text(value)
+    return [_escaped(v) for v in value] if isinstance(value, list) else value
+
+
+_RAW = {"status", "record", "config", "weights"}  # tested by the template, or written by the link filters
+
+
+def _code(text: str) -> str:
+    """An escaped cell as code where that shows it unchanged, else as text."""
+    return f"`{text}`" if _PLAIN.fullmatch(text) else text
+
+
 def _link(url: Any, text: str) -> str:
-    """A markdown link for URLs; a repository-relative path (as in mmseg metafiles) is shown as code."""
+    """A markdown link for URLs (percent-encoded, so no `)`, `|` or space ends it); a repository-relative
+    path (as in mmseg metafiles) is shown as code."""
     if not isinstance(url, str) or not url:
         return "—"
-    return f"[{text}]({url})" if url.startswith(("http://", "https://")) else f"`{url}`"
+    if url.startswith(("http://", "https://")):
+        return f"[{text}]({quote(url, safe=_URL_SAFE)})"
+    return _code(markdown_text(url))
+
+
+_URL_SAFE = ":/?#@!$&'*+,;=%~"  # RFC 3986 delimiters kept; space, ( ) | ` < > [ ] \ and non-ASCII percent-encoded
 
 
 def _settings_by_hardware(rows: list[dict[str, Any]]) -> dict[str, str]:
@@ -223,7 +257,10 @@ def render_markdown(frame: pd.DataFrame, template: str | Path | None = None) -> 
     env.filters["fmt"] = _fmt
     env.filters["fixed"] = _fixed
     env.filters["link"] = _link
-    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    env.filters["code"] = _code
+    env.filters["url"] = lambda path: quote(path, safe="/")
+    raw = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    records = [{k: v if k in _RAW else _escaped(v) for k, v in r.items()} for r in raw]
     measured = [r for r in records if r["status"] == "ok"]
     hardware: dict[str, dict[str, Any]] = {}
     for r in sorted(measured, key=lambda r: r["env_date"]):

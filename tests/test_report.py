@@ -1,6 +1,7 @@
 """model_zoo.md and plots: deterministic, traceable to records, and free of torch."""
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -225,3 +226,105 @@ def test_fixed_keeps_decimals_and_three_significant_digits():
         "48.98", "0.000260", "0.0123", "1.50", "0.00", "123456.00"]  # fmt: skip
     assert [fixed(v, 1) for v in (0.04, 7.25, 72.54, 725.4)] == ["0.0400", "7.25", "72.5", "725.4"]
     assert fixed(-0.00123, 2) == "-0.00123"
+
+
+NASTY = "a|b \\| c `code` <b>x</b> [link](javascript:x) &amp;\n# heading\r\n- item\\"
+NASTY_ZOO = f"""\
+Collections:
+- Name: {json.dumps("Coll|" + NASTY)}
+- Name: Plain
+Models:
+- Name: nasty_model
+  In Collection: {json.dumps("Coll|" + NASTY)}
+  Metadata:
+    Architecture: [{json.dumps("R-50|" + NASTY)}, "x"]
+    Schedule: {json.dumps("- 80k|" + NASTY)}
+    Training Resources: {json.dumps(NASTY)}
+  Config: {json.dumps("# configs/a b|(c)`.py")}
+  Weights: {json.dumps("https://example.com/w (1)|x`<y>.pth")}
+  Results:
+    Dataset: Cityscapes
+    Metrics: {{mIoU: 70.0}}
+    Source: {json.dumps(NASTY)}
+  Build:
+    callable: toy_models:tiny_segmentor
+  Test:
+    size: [32, 64]
+- Name: failing_model
+  In Collection: Plain
+  Build:
+    callable: toy_models:tiny_segmentor
+  Test:
+    size: [32, 64]
+"""
+
+
+def gfm_cells(line: str) -> int:
+    """Cells of a GFM table row that starts and ends with '|', split as cmark-gfm does: on every '|'
+    not backslash-escaped (a backslash escapes the character after it)."""
+    pipes, i = 0, 0
+    while i < len(line):
+        if line[i] == "\\":
+            i += 2
+            continue
+        pipes += line[i] == "|"
+        i += 1
+    return pipes - 1
+
+
+def test_text_from_manifests_and_records_cannot_break_the_tables(tmp_path):
+    """Every row of every table has the header's column count; no raw HTML, heading or list comes from data; links are encoded."""
+    import csv
+    import io
+    from urllib.parse import quote
+
+    from segbench.records import write_record
+
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    (zoo / "nasty.yaml").write_text(NASTY_ZOO)
+    hardware = "gpu|`x`<y> (z)"
+    env = {"hardware": hardware, "device_type": "cuda", "gpu_name": "GPU|" + NASTY, "cpu": NASTY, "torch": NASTY, "cuda": NASTY,
+           "driver": NASTY, "git_commit": NASTY, "date": "2026-01-01" + NASTY}  # fmt: skip
+    settings = {"input_size": [32, 64], "images": 7, "warmup": 1, "batch_size": 1, "dtype": NASTY, "input": NASTY, "weights": NASTY}
+    ok = {"schema_version": 1, "status": "ok", "model": "nasty_model", "environment": env, "settings": settings,
+          "params": {"inference": 260, "total": 260}, "macs": {"fvcore": 10**9, "thop": 10**9},
+          "latency": {"unit": "s", "samples": [0.01] * 7}, "memory": {"measured": False},
+          "gpu_state": {"measured": True, "warnings": [NASTY], "before": {"sm_clock_mhz": 1}, "after": {"sm_clock_mhz": 1}},
+          "accuracy": {"miou": 50.0, "iou": [40.0, 60.0], "classes": ["road|" + NASTY, "<b>"], "num_images": 3, "split": NASTY,
+                       "is_synthetic": False}}  # fmt: skip
+    failed = {"schema_version": 1, "status": "failed", "model": "failing_model", "environment": env, "settings": settings,
+              "error": {"kind": "Runtime|Error", "message": "[/backbone.layer4] " + NASTY, "traceback": ""}}  # fmt: skip
+    write_record(tmp_path / "results" / hardware / "nasty_model.json", ok)
+    write_record(tmp_path / "results" / hardware / "failing_model.failed.json", failed)
+    frame = load_frame(tmp_path / "results", zoo)
+    page = render_markdown(frame)
+
+    lines, tables = page.splitlines(), 0
+    for i, line in enumerate(lines):
+        if line.startswith("|---"):
+            tables += 1
+            header = gfm_cells(lines[i - 1])
+            assert gfm_cells(line) == header
+            for row in lines[i + 1 :]:
+                if not row.strip():
+                    break
+                assert row.startswith("| ") and gfm_cells(row) == header, row
+    assert tables == 7  # hardware, settings, summary, detail, one family (the other has a failure only), per-class, failures
+    assert page.count("<") == 1  # the template's own comment: no HTML from data
+    headings = [line for line in lines if line.startswith("#")]
+    assert len(headings) == 8 and all(h.startswith(("# segbench", "## ")) for h in headings)
+    assert all(line.startswith(("- **", "- nasty_model on ")) for line in lines if line.startswith(("-", "+", ">")))  # the template's own
+    record_link = quote(f"results/{hardware}/nasty_model.json")
+    assert f"]({record_link})" in page and "%7C%60x%60%3Cy%3E%20%28z%29" in record_link
+    assert "](https://example.com/w%20%281%29%7Cx%60%3Cy%3E.pth)" in page
+
+    tex = to_latex(frame)
+    body = tex[tex.index(r"\toprule") : tex.index(r"\bottomrule")].splitlines()[1:]
+    separators = [len(re.findall(r"(?<!\\)&", row)) for row in body if row != r"\midrule"]
+    assert len(separators) == 2 and len(set(separators)) == 1  # the header and the one measured row
+    assert "<" not in tex and ">" not in tex.replace("$^\\dagger$", "")
+    assert all(line.count("{") >= line.count("}") - line.count(r"\}") for line in tex.splitlines())
+    rows = list(csv.reader(io.StringIO(to_csv(frame))))
+    assert {len(r) for r in rows} == {len(rows[0])} and rows[1][2] == "R-50|" + NASTY  # CSV keeps the raw text, quoted
+    assert json.loads(to_json(frame))[0]["backbone"] == "R-50|" + NASTY
