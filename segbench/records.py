@@ -139,11 +139,14 @@ _MEASURED = {  # further fields of a section whose 'measured' (or presence) says
     "memory": [("memory.peak_allocated_bytes", _count, _COUNT), ("memory.peak_reserved_bytes", _count, _COUNT)],
     "training": [
         ("training.step.samples", _samples, _SAMPLES),
-        ("training.memory", _section, "an object or null"),
-        ("training.memory.peak_allocated_bytes", _optional(_count), _COUNT),
-        ("training.memory.peak_reserved_bytes", _optional(_count), _COUNT),
+    ],
+    "training.memory": [  # present only where the step ran on CUDA
+        ("training.memory.peak_allocated_bytes", _count, _COUNT),
+        ("training.memory.peak_reserved_bytes", _count, _COUNT),
     ],
     "gpu_state": [
+        ("gpu_state.before", lambda v: isinstance(v, dict), "an object"),
+        ("gpu_state.after", lambda v: isinstance(v, dict), "an object"),
         ("gpu_state.before.sm_clock_mhz", _optional(_number), "a number or null"),
         ("gpu_state.after.sm_clock_mhz", _optional(_number), "a number or null"),
         ("gpu_state.energy_per_image_j", _optional(_number), "a number or null"),
@@ -175,10 +178,12 @@ def record_problem(record: dict[str, Any]) -> tuple[str, str, Any] | None:
         checks += _FAILED
     elif record.get("status") == "ok":
         checks += _OK
-        for section, fields in _MEASURED.items():
-            value = record.get(section)
-            if isinstance(value, dict) and (value.get("measured") if section != "accuracy" else True):
-                checks += fields
+        measured = {s for s in ("memory", "training", "gpu_state") if isinstance(record.get(s), dict) and record[s].get("measured")}
+        if "training" in measured and "memory" in record["training"]:
+            measured.add("training.memory")
+        if isinstance(record.get("accuracy"), dict):
+            measured.add("accuracy")
+        checks += [check for section in sorted(measured) for check in _MEASURED[section]]
     for field, test, expected in checks:
         value = _lookup(record, field)
         if not test(value):

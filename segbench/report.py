@@ -193,9 +193,10 @@ def markdown_text(value: Any) -> str:
 
 
 def _escaped(value: Any) -> Any:
-    if isinstance(value, str):
-        return markdown_text(value)
-    return [_escaped(v) for v in value] if isinstance(value, list) else value
+    """Numbers (and None) as they are for the template's filters; lists item by item; anything else as escaped text."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return [_escaped(v) for v in value] if isinstance(value, list) else markdown_text(value)
 
 
 _RAW = {"status", "record", "config", "weights"}  # tested by the template, or written by the link filters
