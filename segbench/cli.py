@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from segbench import PROJECT_ROOT
-from segbench.errors import SegbenchError
+from segbench.errors import SegbenchError, one_line_warnings
 from segbench.records import MEASUREMENTS
 
 
@@ -178,9 +178,12 @@ def _render(args: argparse.Namespace, console, models: list[str]) -> None:
 
     results_dir, page, plots_dir = _paths(args)
     frame = load_frame(results_dir, args.zoo, models)
-    page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(render_markdown(frame, getattr(args, "template", None)), encoding="utf-8")
-    written = plot_all(frame, plots_dir)
+    try:
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(render_markdown(frame, getattr(args, "template", None)), encoding="utf-8")
+        written = plot_all(frame, plots_dir)
+    except OSError as exc:  # a full disk after a sweep: one line, the records stay
+        raise SegbenchError(f"{page.parent}: cannot write the page and plots: {exc.strerror or exc}") from exc
     console.print(f"wrote {page} and {len(written)} plot file(s) in {plots_dir}", markup=False)
 
 
@@ -271,6 +274,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for r in rows:
         lat = r["latency"]
         hardware = r["hardware_a"] if r["hardware_a"] == r["hardware_b"] else f"{r['hardware_a']} → {r['hardware_b']}"
+        if lat is None:
+            differ = escape("settings differ: " + "; ".join(r["settings_differ"]))
+            table.add_row(escape(r["model"]), escape(hardware), "—", "—", "—", f"[yellow]{differ}[/]", "—", "—", "—", "—")
+            continue
         table.add_row(
             escape(r["model"]), escape(hardware),
             f"{lat.median_a_ms:.2f} [{lat.ci_a_ms[0]:.2f}, {lat.ci_a_ms[1]:.2f}]",
@@ -285,7 +292,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                   f"do not overlap and it is at least {args.min_change:g}%")  # fmt: skip
     if unpaired:
         console.print(f"in one set only (not compared): {', '.join(unpaired)}", markup=False)
-    slower = [r["model"] for r in rows if r["latency"].verdict == "slower"]
+    slower = [r["model"] for r in rows if r["latency"] and r["latency"].verdict == "slower"]
     if slower and args.fail_on_regression:
         print(f"segbench: latency regression in {len(slower)} model(s): {', '.join(slower)}", file=sys.stderr)
         return 1
@@ -532,7 +539,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:  # named here rather than by argparse, so that the pointer is to the subcommand's help
         _usage_error(f"segbench {args.command}", f"unrecognized arguments: {' '.join(unknown)}")
     try:
-        return args.func(args)
+        with one_line_warnings():
+            return args.func(args)
     except SegbenchError as exc:
         if args.debug:
             raise

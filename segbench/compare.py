@@ -15,6 +15,8 @@ when it exceeds what the measured spread of both samples allows:
 4. Fewer than 6 samples on a side cannot give a 95% interval: the verdict says so and flags nothing.
 
 Params, MACs and memory are single numbers without a spread: their ratios are shown, not judged.
+Records measured under different settings (COMPARED_SETTINGS) are paired but neither judged nor
+divided: the row says which settings differ, and the CI gate never fires on it.
 No torch here.
 """
 
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.errors import SegbenchError
-from segbench.records import iter_records, read_record
+from segbench.records import iter_records
 from segbench.stats import median_ci
 
 CONFIDENCE = 0.95
@@ -69,7 +71,7 @@ def load_result_set(path: str | Path) -> dict[tuple[str, str], dict[str, Any]]:
         path = path / "results"
     if not path.is_dir():
         raise SegbenchError(f"{path}: not a directory of results (expected results/<hardware>/<model>.json)")
-    found = list(iter_records(path)) or [(p, read_record(p)) for p in sorted(path.glob("*.json"))]
+    found = list(iter_records(path)) or list(iter_records(path, "*.json"))
     records = {(r["model"], r["environment"]["hardware"]): r for _, r in found if r.get("status") == "ok"}
     if not records:
         raise SegbenchError(f"{path}: no successful records (expected results/<hardware>/<model>.json)")
@@ -100,14 +102,44 @@ def _get(record: dict, *keys: str) -> Any:
     return record
 
 
+# The settings that change a measured number; a pair that differs in any of them is shown, not judged.
+COMPARED_SETTINGS = ("input_size", "dtype", "autocast", "channels_last", "compile", "device_type", "mode", "batch_size", "images",
+                     "weights", "evaluation")  # fmt: skip
+_EVALUATION_PLACE = ("data_root", "world_size")  # where the dataset sits and how many ranks shared it: the same mIoU either way
+
+
+def _setting(record: dict, key: str) -> Any:
+    value = _get(record, "settings", key)
+    if key == "evaluation" and isinstance(value, dict):
+        value = {k: v for k, v in value.items() if k not in _EVALUATION_PLACE}
+    return value
+
+
+def _setting_text(value: Any) -> str:
+    if isinstance(value, list) and all(isinstance(v, int) for v in value):
+        return "×".join(map(str, value))
+    return "none" if value is None else str(value)
+
+
+def settings_differences(a: dict, b: dict) -> list[str]:
+    """'input_size 512×1024 vs 128×256' for each setting that changes a number and differs between A and B."""
+    return [f"{key} {_setting_text(_setting(a, key))} vs {_setting_text(_setting(b, key))}"
+            for key in COMPARED_SETTINGS if _setting(a, key) != _setting(b, key)]  # fmt: skip
+
+
 def compare_records(a: dict, b: dict, *, min_change: float = MIN_CHANGE) -> dict[str, Any]:
-    """One row of the comparison: the latency verdict and the ratios of the single-number figures."""
+    """One row of the comparison: the latency verdict and the ratios of the single-number figures.
+
+    Records measured under different settings (input size, dtype, ...) get neither: a 512×1024
+    run is not "slower" than a 128×256 one. `settings_differ` says which settings differ.
+    """
+    row = {"model": a["model"], "hardware_a": a["environment"]["hardware"], "hardware_b": b["environment"]["hardware"],
+           "settings_differ": settings_differences(a, b)}  # fmt: skip
+    if row["settings_differ"]:
+        return row | {"latency": None, "memory_ratio": None, "macs_ratio": None, "params_ratio": None, "miou_diff": None}
     miou_a, miou_b = _get(a, "accuracy", "miou"), _get(b, "accuracy", "miou")
     memory = [_get(r, "memory", "peak_allocated_bytes") if _get(r, "memory", "measured") else None for r in (a, b)]
-    return {
-        "model": a["model"],
-        "hardware_a": a["environment"]["hardware"],
-        "hardware_b": b["environment"]["hardware"],
+    return row | {
         "latency": compare_latency(a["latency"]["samples"], b["latency"]["samples"], min_change=min_change),
         "memory_ratio": _ratio(*memory),
         "macs_ratio": _ratio(_get(a, "macs", "fvcore"), _get(b, "macs", "fvcore")),

@@ -14,6 +14,12 @@ from segbench import PROJECT_ROOT
 
 
 
+def load_average_1min() -> float | None:
+    """The 1-minute load average (None where the OS has none): other work on the machine slows every
+    timing, so a reader can discount a loaded run. Read before each model's timed loop."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -73,8 +79,7 @@ def collect_environment(device) -> dict:
         "device_type": device.type,
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
-        # Other work on the machine slows every timing; a reader can discount a loaded run.
-        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "load_average_1min": load_average_1min(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "platform": platform.platform(),

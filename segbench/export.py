@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from segbench.formatting import fixed
+
 # frame column -> exported name; units are in the names (ms, mb, gb, m = millions, g = billions)
 COLUMNS = {
     "model": "model",
@@ -50,6 +52,7 @@ COLUMNS = {
     "train_mem_reserved_gb": "train_mem_reserved_gb_measured",
     "train_step_s": "train_step_s",
     "energy_j_per_image": "energy_j_per_image",
+    "load_1min": "load_average_1min",
     "hardware": "hardware",
     "device_name": "device",
     "config": "config",
@@ -61,23 +64,25 @@ _DIGITS = 4  # enough for every figure on the page; fewer bytes of float noise i
 
 
 _INTEGER = {"batch_size"}  # pandas makes a column with gaps float; counts go out as integers
+_EXACT = {"params_m", "gmacs"}  # integer counts / 1e6 or 1e9: kept whole (rounding made 260 params 0.0003 M)
 
 
-def _clean(value: Any, integer: bool = False) -> Any:
-    """JSON-safe cell: NaN to None, numpy scalars to Python, floats rounded."""
+def _clean(value: Any, integer: bool = False, exact: bool = False) -> Any:
+    """JSON-safe cell: NaN to None, numpy scalars to Python, floats rounded (except exact counts)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     if hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float):
-        return int(value) if integer else round(value, _DIGITS)
+        return int(value) if integer else value if exact else round(value, _DIGITS)
     return value
 
 
 def table_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """The rows of the family tables (measured and not yet measured; failures left out), export names."""
     rows = frame[frame["status"] != "failed"]
-    return [{name: _clean(r[column], column in _INTEGER) for column, name in COLUMNS.items()} for r in rows.to_dict("records")]
+    return [{name: _clean(r[column], column in _INTEGER, column in _EXACT) for column, name in COLUMNS.items()}
+            for r in rows.to_dict("records")]  # fmt: skip
 
 
 def to_csv(frame: pd.DataFrame) -> str:
@@ -96,15 +101,21 @@ def to_json(frame: pd.DataFrame) -> str:
     return json.dumps(rows, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-_LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+_LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
+                                                 "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}"}  # fmt: skip
 
 
 def latex_escape(text: str) -> str:
-    return "".join(_LATEX_SPECIAL.get(c, c) for c in str(text))
+    """Text as LaTeX prints it: specials escaped, and on one line (a blank line would end the table row)."""
+    return "".join(_LATEX_SPECIAL.get(c, " " if c.isspace() or not c.isprintable() else c) for c in str(text))
 
 
 def _num(value: Any, digits: int) -> str:
     return "--" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _count(value: Any, decimals: int) -> str:
+    return "--" if value is None or (isinstance(value, float) and math.isnan(value)) else fixed(value, decimals)
 
 
 def to_latex(frame: pd.DataFrame) -> str:
@@ -129,8 +140,8 @@ def to_latex(frame: pd.DataFrame) -> str:
     ]
     for r in rows:
         miou = _num(r["miou"], 2) + ("" if r["miou_is_measured"] or r["miou"] is None else r"$^\dagger$")
-        cells = [latex_escape(r["model"]), latex_escape(r["backbone"] or "--"), miou, _num(r["params_m"], 2),
-                 _num(r["gmacs"], 1), _num(r["latency_median_ms"], 1), _num(r["fps"], 2), _num(r["memory_mb"], 0)]  # fmt: skip
+        cells = [latex_escape(r["model"]), latex_escape(r["backbone"] or "--"), miou, _count(r["params_m"], 2),
+                 _count(r["gmacs"], 1), _num(r["latency_median_ms"], 1), _num(r["fps"], 2), _num(r["memory_mb"], 0)]  # fmt: skip
         cells += [latex_escape(r["hardware"])] if len(hardware) > 1 else []
         lines.append(" & ".join(cells) + r" \\")
     sizes = sorted({r["measured_size"] for r in rows if r["measured_size"]})

@@ -9,11 +9,13 @@ No torch here: render and plot read records only.
 from __future__ import annotations
 
 import json
+import math
 import os
+import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from segbench.errors import SegbenchError
+from segbench.errors import SegbenchError, SegbenchWarning, located
 from segbench.tempfiles import owned_temp_file, remove_abandoned
 
 SCHEMA_VERSION = 1
@@ -30,13 +32,18 @@ def record_path(results_dir: Path, hardware: str, model: str, *, failed: bool = 
 def write_record(path: Path, record: dict[str, Any]) -> None:
     """Write JSON to a temp file in the same directory, fsync, then rename over the target.
 
-    A crash leaves either the old file or the new one, never a torn one; the temp files of
-    writers that were killed are removed here.
+    A crash leaves either the old file or the new one, never a torn one; the temp files of writers
+    that were killed are removed here. The file gets the mode any new file gets (0666 less the
+    umask), so a results folder shared by a team stays readable. A full disk or an unwritable
+    folder is a SegbenchError naming the folder; the temp file is removed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_abandoned(path.parent.glob(".*.tmp"))
-    fd, tmp = owned_temp_file(path.parent, path.name, ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_abandoned(path.parent.glob(".*.tmp"))
+        fd, tmp = owned_temp_file(path.parent, path.name, ".tmp")
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(record, f, indent=1, sort_keys=True, allow_nan=False)
@@ -44,32 +51,220 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from exc
         raise
 
 
-def read_record(path: Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SegbenchError(f"{path}: unreadable record: {exc}") from exc
-    version = record.get("schema_version") if isinstance(record, dict) else None
-    if version != SCHEMA_VERSION:
-        raise SegbenchError(f"{path}: field 'schema_version': expected {SCHEMA_VERSION}, got {version!r}")
+def _write_error(path: Path, exc: OSError) -> SegbenchError:
+    reason = exc.strerror or _one_line(exc)
+    return SegbenchError(f"{path.parent}: cannot write record {path.name}: {reason}; records written before are kept, "
+                         "free space or fix the folder's permissions and re-run (current records are skipped)")  # fmt: skip
+
+
+_MISSING = object()
+_LARGEST = 2**63  # counts beyond any real model; larger ints overflow float arithmetic in the readers
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < _LARGEST and math.isfinite(v)
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < _LARGEST
+
+
+def _text(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _samples(v: Any) -> bool:
+    return isinstance(v, list) and len(v) > 0 and all(_number(s) and s > 0 for s in v)
+
+
+def _optional(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is _MISSING or v is None or test(v)
+
+
+def _section(v: Any) -> bool:
+    return v is _MISSING or v is None or isinstance(v, dict)
+
+
+_TEXT, _COUNT, _NUMBER, _SAMPLES = "text", "an integer >= 0", "a finite number", "a non-empty list of positive numbers (seconds)"
+# (field, test, what it must be): what render, plot, compare, summary and resume read without further checks.
+_ANY_RECORD = [
+    ("model", _text, _TEXT),
+    ("status", lambda v: v in ("ok", "failed"), "'ok' or 'failed'"),
+    ("environment", lambda v: isinstance(v, dict), "an object"),
+    ("environment.hardware", _text, _TEXT),
+    ("environment.device_type", _text, _TEXT),
+    ("environment.cpu", _text, _TEXT),
+    ("environment.gpu_name", _optional(_text), "text or null"),
+    ("environment.date", _text, _TEXT),
+    ("environment.git_commit", _optional(_text), "text or null"),
+    ("environment.load_average_1min", _optional(_number), "a number or null"),
+    ("settings", lambda v: isinstance(v, dict), "an object"),
+    ("settings.input_size", lambda v: isinstance(v, list) and len(v) == 2 and all(_count(n) and n > 0 for n in v), "[H, W]"),
+    ("settings.images", _count, _COUNT),
+    ("settings.warmup", _count, _COUNT),
+    ("settings.batch_size", _optional(_count), "an integer >= 0 or null"),
+    ("settings.weights", _optional(_text), "text or null"),
+]
+_FAILED = [("error.kind", _text, _TEXT), ("error.message", _text, _TEXT)]
+_OK = [
+    ("params.inference", _count, _COUNT),
+    ("params.total", _count, _COUNT),
+    ("macs.fvcore", lambda v: _number(v) and v >= 0, "a number >= 0"),
+    ("macs.thop", lambda v: _number(v) and v >= 0, "a number >= 0"),
+    ("latency.samples", _samples, _SAMPLES),
+    ("latency.cuda_event_samples", _optional(_samples), _SAMPLES + " or null"),
+    ("latency.load_average_1min", _optional(_number), "a number or null"),
+    ("latency.stages", _section, "an object or null"),
+    *((f"latency.stages.{stage}", _optional(_samples), _SAMPLES) for stage in ("preprocess", "forward", "postprocess")),
+    ("memory.measured", lambda v: isinstance(v, bool), "true or false"),
+    ("training", _section, "an object or null"),
+    ("gpu_state", _section, "an object or null"),
+    ("accuracy", _section, "an object or null"),
+    ("accuracy_ms_flip", _section, "an object or null"),
+    ("accuracy_ms_flip.miou", _optional(_number), "a number or null"),
+]
+_MEASURED = {  # further fields of a section whose 'measured' (or presence) says it holds numbers
+    "memory": [("memory.peak_allocated_bytes", _count, _COUNT), ("memory.peak_reserved_bytes", _count, _COUNT)],
+    "training": [
+        ("training.step.samples", _samples, _SAMPLES),
+    ],
+    "training.memory": [  # present only where the step ran on CUDA
+        ("training.memory.peak_allocated_bytes", _count, _COUNT),
+        ("training.memory.peak_reserved_bytes", _count, _COUNT),
+    ],
+    "gpu_state": [
+        ("gpu_state.before", lambda v: isinstance(v, dict), "an object"),
+        ("gpu_state.after", lambda v: isinstance(v, dict), "an object"),
+        ("gpu_state.before.sm_clock_mhz", _optional(_number), "a number or null"),
+        ("gpu_state.after.sm_clock_mhz", _optional(_number), "a number or null"),
+        ("gpu_state.energy_per_image_j", _optional(_number), "a number or null"),
+        ("gpu_state.warnings", lambda v: isinstance(v, list) and all(map(_text, v)), "a list of text"),
+    ],
+    "accuracy": [
+        ("accuracy.miou", _number, "a finite number"),
+        ("accuracy.classes", lambda v: isinstance(v, list) and all(map(_text, v)), "a list of class names"),
+        ("accuracy.iou", lambda v: isinstance(v, list) and all(x is None or _number(x) for x in v), "a list of numbers or nulls"),
+        ("accuracy.num_images", _count, _COUNT),
+        ("accuracy.split", _text, _TEXT),
+        ("accuracy.is_synthetic", lambda v: isinstance(v, bool), "true or false"),
+    ],
+}
+
+
+def _requested(record: dict[str, Any]) -> set[str]:
+    """The sections a successful record must hold: `--measure` leaves out the others on purpose."""
+    measure = _lookup(record, "settings.measure")
+    left_out = set(MEASUREMENTS) - set(measure) if isinstance(measure, list) and all(map(_text, measure)) else set()
+    return {check[0].split(".")[0] for check in _OK} - left_out
+
+
+def _lookup(record: Any, field: str) -> Any:
+    for key in field.split("."):
+        record = record.get(key, _MISSING) if isinstance(record, dict) else _MISSING
     return record
 
 
-def iter_records(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """Every record under results_dir (successful and failed), in path order."""
-    for path in sorted(Path(results_dir).glob("*/*.json")):
-        yield path, read_record(path)
+def record_problem(record: dict[str, Any]) -> tuple[str, str, Any] | None:
+    """(field, what it must be, what it is) for the first field a reader needs that is missing or
+    mistyped; None for a complete record. One rule for every reader, so none of them crashes on a
+    record that parses but is incomplete."""
+    checks = list(_ANY_RECORD)
+    if record.get("status") == "failed":
+        checks += _FAILED
+    elif record.get("status") == "ok":
+        checks += [check for check in _OK if check[0].split(".")[0] in _requested(record)]
+        measured = {s for s in ("memory", "training", "gpu_state") if isinstance(record.get(s), dict) and record[s].get("measured")}
+        if "training" in measured and "memory" in record["training"]:
+            measured.add("training.memory")
+        if isinstance(record.get("accuracy"), dict):
+            measured.add("accuracy")
+        checks += [check for section in sorted(measured) for check in _MEASURED[section]]
+    for field, test, expected in checks:
+        value = _lookup(record, field)
+        if not test(value):
+            return field, expected, "nothing" if value is _MISSING else value
+    accuracy = record.get("accuracy")
+    if isinstance(accuracy, dict) and len(accuracy["iou"]) != len(accuracy["classes"]):
+        return "accuracy.iou", f"one value per class ({len(accuracy['classes'])})", accuracy["iou"]
+    return None
+
+
+def _placement_problem(path: Path, record: dict[str, Any]) -> tuple[str, str, Any] | None:
+    """A record copied under another model's file name or hardware folder would add a row for the wrong model."""
+    if path.name != record["model"] + (FAILED_SUFFIX if record["status"] == "failed" else ".json"):
+        return "model", f"the model its file name {path.name!r} names", record["model"]
+    if record["environment"]["hardware"] != path.parent.name:
+        return "environment.hardware", f"its folder's name {path.parent.name!r}", record["environment"]["hardware"]
+    return None
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return _one_line(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def _one_line(value: Any) -> str:
+    return " ".join(str(value).split())
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """A record with every field a reader needs, written for the model and hardware its path names.
+
+    Anything else (unparseable, another schema, a missing or mistyped field, a copy under another
+    model's name or hardware folder) is a SegbenchError naming the file and the field.
+    """
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or not UTF-8; RecursionError: deep nesting
+        raise SegbenchError(f"{path}: unreadable record: {_one_line(exc)}; delete it or re-run bench") from exc
+    version = record.get("schema_version") if isinstance(record, dict) else None
+    if version != SCHEMA_VERSION:
+        raise SegbenchError(f"{path}: field 'schema_version': expected {SCHEMA_VERSION}, got {_short(version)}")
+    problem = record_problem(record) or _placement_problem(path, record)
+    if problem:
+        field, expected, value = problem
+        model = record["model"] if isinstance(record.get("model"), str) else None
+        raise SegbenchError(
+            f"{located(path, model, field)}: expected {expected}, got {_short(value)}; delete the file or re-run bench to measure it again"
+        )
+    return record
+
+
+def _read_or_warn(path: Path, consequence: str) -> dict[str, Any] | None:
+    try:
+        return read_record(path)
+    except SegbenchError as exc:
+        warnings.warn(f"{exc} ({consequence})", SegbenchWarning, stacklevel=3)
+        return None
+
+
+def iter_records(results_dir: Path, pattern: str = "*/*.json") -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every valid record under results_dir (successful and failed), in path order; an invalid one is skipped with a warning."""
+    for path in sorted(Path(results_dir).glob(pattern)):
+        record = _read_or_warn(path, "skipped")
+        if record is not None:
+            yield path, record
 
 
 def is_current(record: dict[str, Any], spec_hash: str, settings: dict[str, Any]) -> bool:
     """True when a successful record measured this very spec under these settings."""
     return record.get("status") == "ok" and record.get("spec_hash") == spec_hash and record.get("settings") == settings
+
+
+def current_record(path: Path, spec_hash: str, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The record at path when it is valid and current, else None: an unreadable one is measured again (with a warning)."""
+    if not Path(path).exists():
+        return None
+    record = _read_or_warn(path, "measuring the model again")
+    return record if record is not None and is_current(record, spec_hash, settings) else None
 
 
 def is_demo_accuracy(record: dict[str, Any]) -> bool:
@@ -80,7 +275,9 @@ def is_demo_accuracy(record: dict[str, Any]) -> bool:
 def reusable_complexity(results_dir: Path, model: str, spec_hash: str, input_size: list[int]) -> dict[str, Any] | None:
     """Params and MACs from any hardware's record of the same spec and input size: they do not depend on hardware."""
     for path in sorted(Path(results_dir).glob(f"*/{model}.json")):
-        record = read_record(path)
+        record = _read_or_warn(path, "its params and MACs are not reused")
+        if record is None:
+            continue
         macs = record.get("macs") or {}
         same = record.get("spec_hash") == spec_hash and macs.get("input_size") == input_size
         if record.get("status") == "ok" and same and "params" in record:  # `--measure macs` records have no params

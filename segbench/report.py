@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import statistics
 from pathlib import Path
 from typing import Any, Collection
+from urllib.parse import quote
 
 import jinja2
 import pandas as pd
 
 from segbench import PROJECT_ROOT
+from segbench.formatting import fixed
 from segbench.manifest import ModelSpec, load_zoo
 from segbench.records import is_demo_accuracy, iter_records
 from segbench.stats import latency_summary
@@ -28,7 +31,7 @@ _RECORD_COLUMNS = ("hardware", "device_name", "record", "measured_size", "images
                    "params_m", "gmacs", "gmacs_thop", "latency_median_ms", "latency_p90_ms", "fps", "memory_mb",
                    "train_mem_gb_measured", "train_step_s", "latency_std_ms", "latency_ci_low_ms", "latency_ci_high_ms",
                    "latency_events_ms", "stage_clock", "preprocess_ms", "forward_ms", "postprocess_ms", "memory_reserved_mb",
-                   "train_mem_reserved_gb", "energy_j_per_image", "sm_clock_before", "sm_clock_after", "gpu_warnings")  # fmt: skip
+                   "train_mem_reserved_gb", "energy_j_per_image", "sm_clock_before", "sm_clock_after", "gpu_warnings", "load_1min")  # fmt: skip
 _STAGES = ("preprocess", "forward", "postprocess")
 
 
@@ -97,6 +100,7 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
             stage_clock=stages.get("clock"),
             **{f"{stage}_ms": _median_ms(stages.get(stage)) for stage in _STAGES},
             fps=stats["fps"],
+            load_1min=latency.get("load_average_1min"),
         )
     memory = record.get("memory") or {}
     if memory.get("measured"):
@@ -177,11 +181,49 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def _fixed(value: Any, decimals: int = 2) -> str:
+    """A count's cell (params, MACs): fixed() for a number, '—' for missing."""
+    return fixed(value, decimals) if isinstance(value, (int, float)) and not math.isnan(value) else "—"
+
+
+_MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\|`[]"} | {"&": "&amp;", "<": "&lt;"})
+_PLAIN = re.compile(r"[\w.+:/-]*")  # shown as code as it is: nothing in it that a code span would change
+
+
+def markdown_text(value: Any) -> str:
+    """Text from a manifest or a record as one markdown table cell that shows it as it is: on one line,
+    with `|`, backslashes, backticks and brackets escaped, `&` and `<` as entities (no HTML), and a
+    leading `#`, `-`, `+` or `>` escaped (no heading, list or quote)."""
+    text = " ".join(str(value).splitlines()).translate(_MARKDOWN_SPECIAL)
+    return "\\" + text if text.startswith(("#", "-", "+", ">")) else text
+
+
+def _escaped(value: Any) -> Any:
+    """Numbers (and None) as they are for the template's filters; lists item by item; anything else as escaped text."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return [_escaped(v) for v in value] if isinstance(value, list) else markdown_text(value)
+
+
+_RAW = {"status", "record", "config", "weights"}  # tested by the template, or written by the link filters
+
+
+def _code(text: str) -> str:
+    """An escaped cell as code where that shows it unchanged, else as text."""
+    return f"`{text}`" if _PLAIN.fullmatch(text) else text
+
+
 def _link(url: Any, text: str) -> str:
-    """A markdown link for URLs; a repository-relative path (as in mmseg metafiles) is shown as code."""
+    """A markdown link for URLs (percent-encoded, so no `)`, `|` or space ends it); a repository-relative
+    path (as in mmseg metafiles) is shown as code."""
     if not isinstance(url, str) or not url:
         return "—"
-    return f"[{text}]({url})" if url.startswith(("http://", "https://")) else f"`{url}`"
+    if url.startswith(("http://", "https://")):
+        return f"[{text}]({quote(url, safe=_URL_SAFE)})"
+    return _code(markdown_text(url))
+
+
+_URL_SAFE = ":/?#@!$&'*+,;=%~"  # RFC 3986 delimiters kept; space, ( ) | ` < > [ ] \ and non-ASCII percent-encoded
 
 
 def _settings_by_hardware(rows: list[dict[str, Any]]) -> dict[str, str]:
@@ -198,7 +240,16 @@ def _settings_by_hardware(rows: list[dict[str, Any]]) -> dict[str, str]:
         "cudnn": values("cudnn"),
         "input": values("input_kind"),
         "weights": values("weights_source"),
+        "load": _range([r["load_1min"] for r in rows if r.get("load_1min") is not None]),
     }
+
+
+def _range(values: list[float]) -> str:
+    """'1.20–3.40' (min–max), one number when they agree, '—' for none."""
+    if not values:
+        return "—"
+    low, high = _fmt(min(values)), _fmt(max(values))
+    return low if low == high else f"{low}–{high}"
 
 
 def render_markdown(frame: pd.DataFrame, template: str | Path | None = None) -> str:
@@ -211,8 +262,12 @@ def render_markdown(frame: pd.DataFrame, template: str | Path | None = None) -> 
         lstrip_blocks=True,
     )
     env.filters["fmt"] = _fmt
+    env.filters["fixed"] = _fixed
     env.filters["link"] = _link
-    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    env.filters["code"] = _code
+    env.filters["url"] = lambda path: quote(path, safe="/")
+    raw = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    records = [{k: v if k in _RAW else _escaped(v) for k, v in r.items()} for r in raw]
     measured = [r for r in records if r["status"] == "ok"]
     hardware: dict[str, dict[str, Any]] = {}
     for r in sorted(measured, key=lambda r: r["env_date"]):

@@ -27,11 +27,11 @@ from segbench.build import build_model
 from segbench.checkpoint import load_checkpoint
 from segbench.cityscapes import CityscapesDataset, cityscapes_pairs, dataset_fingerprint, dataset_root
 from segbench.complexity import count_macs, count_params
-from segbench.environment import collect_environment
+from segbench.environment import collect_environment, load_average_1min
 from segbench.errors import SegbenchError
 from segbench.eta import SweepPace, TimeLeftColumn, model_work
 from segbench.manifest import ModelSpec
-from segbench.records import MEASUREMENTS, SCHEMA_VERSION, is_current, read_record, record_path, reusable_complexity, write_record
+from segbench.records import MEASUREMENTS, SCHEMA_VERSION, current_record, read_record, record_path, reusable_complexity, write_record
 from segbench.evaluate import evaluate
 from segbench.gpu_state import gpu_state_section, read_gpu_state
 from segbench.inference import inference_settings
@@ -290,10 +290,10 @@ def _profile(
         time_predictions(stages, images, device, iterations=settings.warmup, on_step=lambda: progress.advance(task))
         if "latency" in wanted:
             progress.update(task, description=f"{spec.name}: timing", total=settings.images, completed=0)
-            before = read_gpu_state(device)
+            before, load = read_gpu_state(device), load_average_1min()
             latency = time_predictions(stages, images, device, iterations=settings.images, on_step=lambda: progress.advance(task))
             after = read_gpu_state(device)
-            record["latency"] = dict(latency, distinct_images=len(images))
+            record["latency"] = dict(latency, distinct_images=len(images), load_average_1min=load)
             record["gpu_state"] = gpu_state_section(before, after, settings.images)
         if "memory" in wanted:
             progress.update(task, description=f"{spec.name}: peak memory")
@@ -406,16 +406,20 @@ def run_sweep(
                 else:
                     record = measure_or_failure(spec, settings, results_dir, env, progress, task)
                 progress.remove_task(task)
+                if writer:
+                    try:
+                        write_record(failed_path if record["status"] == "failed" else path, record)
+                    except SegbenchError as exc:  # a full disk or an unwritable folder: no later record could be written either
+                        outcomes.append(Outcome(spec, "failed", record, str(exc)))
+                        progress.console.print(f"  [red]FAIL[/] {escape(str(exc))}")
+                        break
                 if record["status"] == "failed":
-                    if writer:
-                        write_record(failed_path, record)
                     outcomes.append(Outcome(spec, "failed", record, record["error"]["message"]))
                     progress.console.print(f"  [red]FAIL[/] {escape(spec.name)}: {escape(record['error']['message'])}")
                     if settings.device.type == "cuda":
                         torch.cuda.empty_cache()
                 else:
                     if writer:
-                        write_record(path, record)
                         failed_path.unlink(missing_ok=True)
                     outcomes.append(Outcome(spec, "ok", record))
                     for warning in record.get("gpu_state", {}).get("warnings", []):
@@ -442,8 +446,7 @@ def _claimed(path: Path, spec: ModelSpec, run_settings: dict, *, force: bool, wr
 
 def _current_record(path: Path, spec: ModelSpec, run_settings: dict) -> str | None:
     """RECORD_CURRENT when `path` holds a successful record of this spec under these settings, else None."""
-    current = path.exists() and is_current(read_record(path), spec.spec_hash(), run_settings)
-    return RECORD_CURRENT if current else None
+    return RECORD_CURRENT if current_record(path, spec.spec_hash(), run_settings) is not None else None
 
 
 def _agreed(decision: str | None) -> str | None:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 import socket
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
-# mkstemp's random part is letters, digits and '_', so the owner is the third component from the end.
+# The random part is hex digits, so the owner is the third component from the end.
 _OWNED = re.compile(r"\.(?P<host>[0-9a-f]{8})-(?P<pid>\d{1,7})\.[a-z0-9_]+\.[a-z]+$")
 
 
@@ -27,9 +27,16 @@ def _host() -> str:
 
 
 def owned_temp_file(directory: Path, name: str, suffix: str) -> tuple[int, Path]:
-    """mkstemp in `directory` as `.<name>.<host>-<pid>.<random><suffix>`; returns (fd, path)."""
-    fd, path = tempfile.mkstemp(dir=directory, prefix=f".{name}.{_host()}-{os.getpid()}.", suffix=suffix)
-    return fd, Path(path)
+    """A new file `.<name>.<host>-<pid>.<random><suffix>` in `directory`; returns (fd, path).
+
+    Opened with mode 0666 for the umask to trim, as any new file: mkstemp's 0600 would survive the
+    rename into place and hide records and cached weights from the rest of a team."""
+    while True:
+        path = Path(directory) / f".{name}.{_host()}-{os.getpid()}.{secrets.token_hex(4)}{suffix}"
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), path
+        except FileExistsError:
+            continue
 
 
 def remove_abandoned(candidates: Iterable[Path]) -> None:

@@ -1,5 +1,6 @@
 """compare: flags a latency change only beyond the measured spread of both samples; no torch."""
 
+import json
 import random
 import subprocess
 import sys
@@ -61,7 +62,7 @@ def _record(model: str, hardware: str, samples: list[float]) -> dict:
         "schema_version": 1, "model": model, "status": "ok", "family": "toy", "collection": "Toy",
         "environment": {"hardware": hardware, "device_type": "cuda", "gpu_name": hardware, "cpu": "x", "date": "2026-01-01"},
         "settings": {"input_size": [32, 64], "images": len(samples), "warmup": 1},
-        "params": {"inference": 1000, "total": 1200}, "macs": {"fvcore": 10**9},
+        "params": {"inference": 1000, "total": 1200}, "macs": {"fvcore": 10**9, "thop": 10**9},
         "memory": {"measured": True, "peak_allocated_bytes": 2**20, "peak_reserved_bytes": 2**21},
         "latency": {"unit": "s", "samples": samples},
     }  # fmt: skip
@@ -109,3 +110,37 @@ def test_compare_does_not_import_torch(before_after):
             "assert 'torch' not in sys.modules, 'torch was imported'")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("damage", ["no latency", "no samples", "not json"])
+def test_an_incomplete_record_is_skipped_with_a_warning_and_the_rest_compared(before_after, capsys, damage):
+    before, after = before_after
+    path = after / "results" / "gpu-x" / "m_slow.json"
+    record = json.loads(path.read_text())
+    if damage == "no latency":
+        del record["latency"]
+    elif damage == "no samples":
+        record["latency"]["samples"] = []
+    path.write_text("{" if damage == "not json" else json.dumps(record))
+    assert main(["compare", str(before), str(after), "--fail-on-regression"]) == 0
+    captured = capsys.readouterr()
+    (warning,) = [line for line in captured.err.splitlines() if line.startswith("segbench: warning:")]
+    assert str(path) in warning
+    assert "m_fast" in captured.out and "within noise" in captured.out
+    assert "in one set only (not compared): m_slow, only_before" in captured.out
+
+
+@pytest.mark.parametrize("setting, a, b", [("input_size", [512, 1024], [128, 256]), ("dtype", "float32", "float16"),
+                                           ("compile", False, True), ("evaluation", None, {"split": "val", "ms_flip": True})])  # fmt: skip
+def test_records_measured_under_other_settings_get_no_verdict_and_never_gate(tmp_path, capsys, setting, a, b):
+    for side, value, scale in (("a", a, 3.31), ("b", b, 1.0)):
+        record = _record("m", "gpu-x", [s * scale for s in skewed(50, 0.01, 0)])
+        record["settings"][setting] = value
+        write_record(tmp_path / side / "results" / "gpu-x" / "m.json", record)
+        write_record(tmp_path / side / "results" / "gpu-x" / "same.json", _record("same", "gpu-x", skewed(50, 0.01, 1)))
+    assert main(["compare", str(tmp_path / "b"), str(tmp_path / "a"), "--fail-on-regression"]) == 0
+    out = capsys.readouterr().out
+    (row,) = [line for line in out.splitlines() if "│ m " in line]
+    assert f"settings differ: {setting}" in row and "slower" not in row and "3.31" not in row
+    (row,) = [line for line in out.splitlines() if "│ same " in line]
+    assert "within noise" in row

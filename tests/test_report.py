@@ -1,6 +1,7 @@
 """model_zoo.md and plots: deterministic, traceable to records, and free of torch."""
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -9,11 +10,16 @@ from pathlib import Path
 import pytest
 
 from segbench.cli import main
-from segbench.export import latex_escape, to_json, to_latex
+from segbench.export import latex_escape, to_csv, to_json, to_latex
 from segbench.report import load_frame, render_markdown
 from segbench.stats import latency_summary
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Counted by hand from tests/toy_models.py: conv 3->8 3x3 (8*27 + 8) + conv 8->classes 1x1 (8*classes + classes);
+# MACs at 32x64: the stride-2 stem gives 16x32 positions, each 8*27 + classes*8 multiply-adds.
+TOY_PARAMS_M = {"toy_a": "0.000260", "toy_b": "0.000278"}  # 260 and 278 params, three significant digits
+TOY_MACS_G = {"toy_a": "0.000127", "toy_b": "0.000135"}  # 126976 and 135168 MACs
 
 
 @pytest.fixture
@@ -45,8 +51,8 @@ def test_every_measured_number_traces_to_its_record(measured):
         for row in rows:
             assert f"| {stats['median_ms']:.1f}" in row
         for row in (rows[0], rows[2]):
-            assert f"| {record['macs']['fvcore'] / 1e9:.1f} |" in row
-            assert f"| {record['params']['inference'] / 1e6:.2f} |" in row
+            assert f"| {TOY_MACS_G[record['model']]} |" in row
+            assert f"| {TOY_PARAMS_M[record['model']]} |" in row
         stages = [1000 * statistics.median(record["latency"]["stages"][s]) for s in ("preprocess", "forward", "postprocess")]
         assert f"| {stages[0]:.1f} / {stages[1]:.1f} / {stages[2]:.1f} |" in rows[1]
 
@@ -156,3 +162,169 @@ def test_gpu_record_details_reach_the_page_and_the_exports(toy_zoo, tmp_path):
     (exported,) = [r for r in json.loads(to_json(frame)) if r["hardware"] == "nvidia-h100"]
     assert exported["latency_median_ci95_low_ms"] == 9.0 and exported["latency_median_ci95_high_ms"] == 14.0
     assert exported["inference_mem_reserved_mb"] == 512 and exported["train_step_s"] == 0.25 and exported["energy_j_per_image"] == 1.25
+
+
+def test_load_is_read_before_each_models_timed_loop_and_shown_per_record(toy_zoo, tmp_path, monkeypatch):
+    """Each getloadavg call returns a new value; the record must hold the one read just before its timed loop."""
+    import os
+
+    import segbench.runner as runner
+
+    readings, at_timed_start = iter(float(n) for n in range(1, 1000)), {}
+    last = [None]
+
+    def getloadavg():
+        last[0] = next(readings)
+        return (last[0], 0.0, 0.0)
+
+    real = runner.time_predictions
+
+    def time_predictions(stages, images, device, *, iterations, on_step):
+        if iterations == 4:  # the timed loop, not the warm-up
+            at_timed_start[len(at_timed_start)] = last[0]
+        return real(stages, images, device, iterations=iterations, on_step=on_step)
+
+    monkeypatch.setattr(os, "getloadavg", getloadavg)
+    monkeypatch.setattr(runner, "time_predictions", time_predictions)
+    out = tmp_path / "out"
+    assert main(["bench", "--zoo", str(toy_zoo), "--output", str(out), "--device", "cpu", "--images", "4", "--warmup", "1",
+                 "--no-report"]) == 0  # fmt: skip
+    loads = [json.loads(p.read_text())["latency"]["load_average_1min"] for p in sorted((out / "results").glob("*/*.json"))]
+    assert loads == [at_timed_start[0], at_timed_start[1]] and loads[0] != loads[1]
+    page = render_markdown(load_frame(out / "results", toy_zoo))
+    for model, load in zip(("toy_a", "toy_b"), loads):
+        (row,) = [line for line in page.splitlines() if line.startswith(f"| {model} | `") and "Preprocess" not in line and "/ " in line]
+        assert f"| {load:.2f} |" in row
+    (hardware_row,) = [line for line in page.splitlines() if line.startswith("| `cpu-")][:1]
+    assert f"| {min(loads):.2f}–{max(loads):.2f} |" in hardware_row
+    assert [r["load_average_1min"] for r in json.loads(to_json(load_frame(out / "results", toy_zoo)))] == loads
+
+
+def test_small_counts_keep_three_significant_digits_everywhere(toy_zoo, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["bench", "--zoo", str(toy_zoo), "--output", str(out), "--device", "cpu", "--images", "3", "--warmup", "1",
+                 "--no-report"]) == 0  # fmt: skip
+    summary = capsys.readouterr().err
+    frame = load_frame(out / "results", toy_zoo)
+    page, tex, exported = render_markdown(frame), to_latex(frame), {r["model"]: r for r in json.loads(to_json(frame))}
+    csv_rows = {line.split(",")[0]: line for line in to_csv(frame).splitlines()}
+    for model, params in TOY_PARAMS_M.items():
+        (summary_row,) = [line for line in summary.splitlines() if f" {model} " in line]
+        assert f" {params} " in summary_row and f" {TOY_MACS_G[model]} " in summary_row
+        summary_row, family_row = [line for line in page.splitlines() if line.startswith(f"| {model} | ") and "| `" not in line[:30]]
+        assert f"| {TOY_MACS_G[model]} | {params} |" in summary_row and f"| {params} | {TOY_MACS_G[model]} |" in family_row
+        assert f"& {params} & {TOY_MACS_G[model]} &" in tex
+        count = {"toy_a": 260, "toy_b": 278}[model]
+        assert exported[model]["params_m"] * 1e6 == pytest.approx(count, rel=1e-12)  # full precision, not 0.0003
+        assert f",{count / 1e6!r}," in csv_rows[model]
+
+
+def test_fixed_keeps_decimals_and_three_significant_digits():
+    from segbench.formatting import fixed
+
+    assert [fixed(v, 2) for v in (48.983123, 0.00026, 0.0123, 1.5, 0.0, 123456.0)] == [
+        "48.98", "0.000260", "0.0123", "1.50", "0.00", "123456.00"]  # fmt: skip
+    assert [fixed(v, 1) for v in (0.04, 7.25, 72.54, 725.4)] == ["0.0400", "7.25", "72.5", "725.4"]
+    assert fixed(-0.00123, 2) == "-0.00123"
+
+
+NASTY = "a|b \\| c `code` <b>x</b> [link](javascript:x) &amp;\n# heading\r\n- item\\"
+NASTY_ZOO = f"""\
+Collections:
+- Name: {json.dumps("Coll|" + NASTY)}
+- Name: Plain
+Models:
+- Name: nasty_model
+  In Collection: {json.dumps("Coll|" + NASTY)}
+  Metadata:
+    Architecture: [{json.dumps("R-50|" + NASTY)}, "x"]
+    Schedule: {json.dumps("- 80k|" + NASTY)}
+    Training Resources: {json.dumps(NASTY)}
+  Config: {json.dumps("# configs/a b|(c)`.py")}
+  Weights: {json.dumps("https://example.com/w (1)|x`<y>.pth")}
+  Results:
+    Dataset: Cityscapes
+    Metrics: {{mIoU: 70.0}}
+    Source: {json.dumps(NASTY)}
+  Build:
+    callable: toy_models:tiny_segmentor
+  Test:
+    size: [32, 64]
+- Name: failing_model
+  In Collection: Plain
+  Build:
+    callable: toy_models:tiny_segmentor
+  Test:
+    size: [32, 64]
+"""
+
+
+def gfm_cells(line: str) -> int:
+    """Cells of a GFM table row that starts and ends with '|', split as cmark-gfm does: on every '|'
+    not backslash-escaped (a backslash escapes the character after it)."""
+    pipes, i = 0, 0
+    while i < len(line):
+        if line[i] == "\\":
+            i += 2
+            continue
+        pipes += line[i] == "|"
+        i += 1
+    return pipes - 1
+
+
+def test_text_from_manifests_and_records_cannot_break_the_tables(tmp_path):
+    """Every row of every table has the header's column count; no raw HTML, heading or list comes from data; links are encoded."""
+    import csv
+    import io
+    from urllib.parse import quote
+
+    from segbench.records import write_record
+
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    (zoo / "nasty.yaml").write_text(NASTY_ZOO)
+    hardware = "gpu|`x`<y> (z)"
+    env = {"hardware": hardware, "device_type": "cuda", "gpu_name": "GPU|" + NASTY, "cpu": NASTY, "torch": NASTY, "cuda": NASTY,
+           "driver": NASTY, "git_commit": NASTY, "date": "2026-01-01" + NASTY}  # fmt: skip
+    settings = {"input_size": [32, 64], "images": 7, "warmup": 1, "batch_size": 1, "dtype": NASTY, "input": NASTY, "weights": NASTY}
+    ok = {"schema_version": 1, "status": "ok", "model": "nasty_model", "environment": env, "settings": settings,
+          "params": {"inference": 260, "total": 260}, "macs": {"fvcore": 10**9, "thop": 10**9},
+          "latency": {"unit": "s", "samples": [0.01] * 7}, "memory": {"measured": False},
+          "gpu_state": {"measured": True, "warnings": [NASTY], "before": {"sm_clock_mhz": 1}, "after": {"sm_clock_mhz": 1}},
+          "accuracy": {"miou": 50.0, "iou": [40.0, 60.0], "classes": ["road|" + NASTY, "<b>"], "num_images": 3, "split": NASTY,
+                       "is_synthetic": False}}  # fmt: skip
+    failed = {"schema_version": 1, "status": "failed", "model": "failing_model", "environment": env, "settings": settings,
+              "error": {"kind": "Runtime|Error", "message": "[/backbone.layer4] " + NASTY, "traceback": ""}}  # fmt: skip
+    write_record(tmp_path / "results" / hardware / "nasty_model.json", ok)
+    write_record(tmp_path / "results" / hardware / "failing_model.failed.json", failed)
+    frame = load_frame(tmp_path / "results", zoo)
+    page = render_markdown(frame)
+
+    lines, tables = page.splitlines(), 0
+    for i, line in enumerate(lines):
+        if line.startswith("|---"):
+            tables += 1
+            header = gfm_cells(lines[i - 1])
+            assert gfm_cells(line) == header
+            for row in lines[i + 1 :]:
+                if not row.strip():
+                    break
+                assert row.startswith("| ") and gfm_cells(row) == header, row
+    assert tables == 7  # hardware, settings, summary, detail, one family (the other has a failure only), per-class, failures
+    assert page.count("<") == 1  # the template's own comment: no HTML from data
+    headings = [line for line in lines if line.startswith("#")]
+    assert len(headings) == 8 and all(h.startswith(("# segbench", "## ")) for h in headings)
+    assert all(line.startswith(("- **", "- nasty_model on ")) for line in lines if line.startswith(("-", "+", ">")))  # the template's own
+    record_link = quote(f"results/{hardware}/nasty_model.json")
+    assert f"]({record_link})" in page and "%7C%60x%60%3Cy%3E%20%28z%29" in record_link
+    assert "](https://example.com/w%20%281%29%7Cx%60%3Cy%3E.pth)" in page
+
+    tex = to_latex(frame)
+    body = tex[tex.index(r"\toprule") : tex.index(r"\bottomrule")].splitlines()[1:]
+    separators = [len(re.findall(r"(?<!\\)&", row)) for row in body if row != r"\midrule"]
+    assert len(separators) == 2 and len(set(separators)) == 1  # the header and the one measured row
+    assert "<" not in tex and ">" not in tex.replace("$^\\dagger$", "")
+    assert all(line.count("{") >= line.count("}") - line.count(r"\}") for line in tex.splitlines())
+    rows = list(csv.reader(io.StringIO(to_csv(frame))))
+    assert {len(r) for r in rows} == {len(rows[0])} and rows[1][2] == "R-50|" + NASTY  # CSV keeps the raw text, quoted
+    assert json.loads(to_json(frame))[0]["backbone"] == "R-50|" + NASTY
