@@ -41,6 +41,15 @@ def _integer_at_least(least: int):
 _positive, _non_negative = _integer_at_least(1), _integer_at_least(0)
 
 
+def _duration(text: str) -> float:
+    from segbench.plan import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
     out = Path(args.output)
     return out / "results", out / "model_zoo.md", out / "plots"
@@ -51,6 +60,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from segbench.build import model_builder
     from segbench.manifest import load_zoo, select_models
+    from segbench.plan import TimeBudget, sweep_order
+    from segbench.records import iter_records
     from segbench.runner import BenchSettings, rank, resolve_device, resolve_evaluation, run_sweep
     from segbench.summary import print_summary
 
@@ -59,6 +70,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.compile and args.warmup < 1:
         raise SegbenchError("--compile: needs --warmup 1 or more, since the first call compiles the model and must not be timed")
     specs = select_models(load_zoo(args.zoo), [p for arg in args.models for p in arg.split(",") if p])
+    specs = sweep_order(specs, args.order or ("breadth" if args.time_budget and args.models == ["all"] else "manifest"))
     for spec in specs:
         model_builder(spec)  # a wrong architecture name fails here, before any measuring
     if args.checkpoint and len(specs) != 1:
@@ -74,8 +86,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )  # fmt: skip
     results_dir = _paths(args)[0]
     writer = rank() == 0
+    budget = args.time_budget and TimeBudget(args.time_budget, [r for _, r in iter_records(results_dir)] if results_dir.is_dir() else [])
     try:
-        outcomes = run_sweep(specs, settings, results_dir, force=args.force, isolate=args.isolate, console=console)
+        outcomes = run_sweep(specs, settings, results_dir, force=args.force, isolate=args.isolate, console=console, budget=budget)
     finally:
         _finish_distributed()
     if not writer:
@@ -83,6 +96,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print_summary(outcomes, console)
     if not args.no_report:
         _render(args, console)
+    for line in budget.report() if budget else []:  # what is left undone comes last
+        console.print(line, markup=False, highlight=False)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         console.print(f"[red]{len(failed)} of {len(outcomes)} model(s) failed[/]; their records are in {results_dir}")
@@ -447,6 +462,10 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-iters", type=_non_negative, help="timed training steps for training memory and s/iter, CUDA only; 0 skips (default: 10)")
     p.add_argument("--isolate", action="store_true", help="measure each model in a fresh process: a crash or OOM cannot touch the next")
     p.add_argument("--force", action="store_true", help="re-measure models whose record is current")
+    p.add_argument("--time-budget", type=_duration, help="start a model only when its estimated cost fits in what is left "
+                   "of this wall time (90s, 6m, 1.5h); then write the page and exit 0")  # fmt: skip
+    p.add_argument("--order", choices=["breadth", "manifest"],
+                   help="breadth: one entry per family first (default for --models all under --time-budget); manifest: zoo order")
     p.add_argument("--no-report", action="store_true", help="write records only, no page or plots")
 
 

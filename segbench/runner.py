@@ -316,8 +316,10 @@ def run_sweep(
     force: bool = False,
     isolate: bool = False,
     console: Console | None = None,
+    budget=None,
 ) -> list[Outcome]:
-    """Measure each spec (in a fresh process each with `isolate`) and write its record; skip current ones."""
+    """Measure each spec (in a fresh process each with `isolate`) and write its record; skip current ones.
+    With a `budget` (plan.TimeBudget) a model starts only when its estimated cost fits in the time left."""
     if isolate and world_size() > 1:
         raise SegbenchError("--isolate: not available under torchrun; run one process per GPU instead")
     from segbench.isolate import run_isolated
@@ -342,12 +344,18 @@ def run_sweep(
                 progress.console.print(f"  [dim]skip[/] {spec.name}: record is current (use --force to re-run)")
                 progress.advance(overall)
                 continue
+            iterations = settings.images + settings.warmup
+            if budget is not None and not budget.admit(spec.name, hardware, run_settings["input_size"], iterations):
+                progress.advance(overall)
+                continue
             task = progress.add_task(spec.name, total=None)
             if isolate:
                 record = run_isolated(spec, settings, results_dir, env, progress, task)
             else:
                 record = measure_or_failure(spec, settings, results_dir, env, progress, task)
             progress.remove_task(task)
+            if budget is not None:
+                budget.finished(record, run_settings["input_size"], iterations)
             if record["status"] == "failed":
                 if writer:
                     write_record(failed_path, record)
