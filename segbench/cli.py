@@ -225,7 +225,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for column in ("Model", "Hardware A → B", "Latency A (ms)", "Latency B (ms)", "B/A", "Verdict", "Mem B/A", "MACs B/A",
                    "Params B/A", "mIoU B−A"):  # fmt: skip
         table.add_column(column, no_wrap=column == "Model", justify="left" if column in ("Model", "Hardware A → B", "Verdict") else "right")
-    colour = {"slower": "red", "faster": "green", "within noise": "dim", "too few samples": "yellow"}
+    colour = {"slower": "red", "faster": "green", "within noise": "dim", "too few samples": "yellow", "invalid record": "red"}
 
     def ratio(value) -> str:
         return "—" if value is None else f"{value:.3f}"

@@ -35,6 +35,7 @@ from segbench.timing import DTYPES, cudnn_flags, peak_memory, prediction_stages,
 from segbench.training import (
     AUXILIARY_LOSS_WEIGHT, CUDNN, IGNORE_INDEX, SGD, WARMUP_STEPS, measure_training, per_gpu_batch, training_precision,
 )  # fmt: skip
+from segbench.validity import verdict
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,7 @@ def measure(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: di
         record["training"] = _training(spec, model, settings, record["settings"]["training"])
     record["duration_s"] = round(time.perf_counter() - started, 3)
     record["status"] = "ok"
+    record["validity"] = verdict(record)
     return record
 
 
