@@ -1,4 +1,4 @@
-"""Command line: `segbench bench|profile|validate|list|render|plot|compare`; `python bench.py` is `segbench bench`.
+"""Command line: `segbench bench|profile|validate|list|render|plot|compare|merge`; `python bench.py` is `segbench bench`.
 
 Output layout under --output DIR (default: the current directory):
     DIR/results/<hardware>/<model>.json   one record per model and hardware
@@ -304,6 +304,23 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    """Records of a GPU window's archive into results/, then the page; exit 1 when any record was refused."""
+    from rich.console import Console
+
+    from segbench.merge import merge_archive
+
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    result = merge_archive(args.archive, _paths(args)[0])
+    for line in result.refused:
+        console.print(f"refused {line}", markup=False)
+    console.print(f"{args.archive}: {len(result.written)} record(s) merged, {len(result.kept)} kept (as new or newer in "
+                  f"{_paths(args)[0]}), {len(result.refused)} refused", markup=False)  # fmt: skip
+    if result.written and not args.no_report:
+        _render(args, console)
+    return 1 if result.refused else 0
+
+
 def cmd_synthetic(args: argparse.Namespace) -> int:
     from segbench.cityscapes import write_synthetic_cityscapes
 
@@ -419,6 +436,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--fail-on-regression", action="store_true", help="exit 1 when any model is flagged slower")
     compare.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     compare.set_defaults(func=cmd_compare)
+
+    merge = sub.add_parser("merge", help="merge the records of a GPU window's archive (.tar.gz) into results/ and render the page")
+    common(merge)
+    merge.add_argument("archive", help="a .tar.gz holding .../results/<hardware>/<model>.json")
+    merge.add_argument("--no-report", action="store_true", help="write records only, no page or plots")
+    merge.set_defaults(func=cmd_merge)
 
     synthetic = sub.add_parser("synthetic-data", help="write a small synthetic dataset in the Cityscapes layout")
     synthetic.add_argument("root", help="directory to write leftImg8bit/ and gtFine/ into")

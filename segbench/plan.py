@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segbench.manifest import ModelSpec
+from segbench.records import primary_macs
 
 ORDERS = ("breadth", "manifest")
 
@@ -109,12 +110,6 @@ def sweep_order(specs: list[ModelSpec], order: str) -> list[ModelSpec]:
 
 
 # --------------------------------------------------------------------------- cost
-
-
-def primary_macs(record: dict[str, Any]) -> int | None:
-    """MACs of one forward pass from a record: fvcore's count, else FlopCounterMode's (fvcore unavailable)."""
-    macs = record.get("macs") or {}
-    return macs.get("fvcore") or macs.get("flop_counter_macs")
 
 
 def _iterations(record: dict[str, Any]) -> int:

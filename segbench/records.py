@@ -80,3 +80,9 @@ def reusable_complexity(results_dir: Path, model: str, spec_hash: str, input_siz
         if record.get("status") == "ok" and record.get("spec_hash") == spec_hash and macs.get("input_size") == input_size:
             return {"params": record["params"], "macs": macs, "source": str(path.relative_to(results_dir))}
     return None
+
+
+def primary_macs(record: dict[str, Any]) -> int | None:
+    """MACs of one forward pass: fvcore's count, else FlopCounterMode's where fvcore was not installed."""
+    macs = record.get("macs") or {}
+    return macs.get("fvcore") if macs.get("fvcore") is not None else macs.get("flop_counter_macs")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from segbench.records import is_demo_accuracy
+from segbench.records import is_demo_accuracy, primary_macs
 from segbench.stats import latency_summary
 
 
@@ -37,7 +37,7 @@ def print_summary(outcomes, console: Console) -> None:
             o.spec.name,
             "[green]ok[/]" if o.status == "ok" else "[dim]skipped[/]",
             f"{r['params']['inference'] / 1e6:.2f}",
-            f"{r['macs']['fvcore'] / 1e9:.1f}",
+            f"{primary_macs(r) / 1e9:.1f}",
             f"{stats['median_ms']:.1f}",
             f"{stats['p90_ms']:.1f}",
             f"{stats['fps']:.2f}",
