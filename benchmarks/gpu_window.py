@@ -24,7 +24,6 @@ import argparse
 import datetime as dt
 import importlib.util
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -69,19 +68,20 @@ class Window:
     def left(self) -> float:
         return self.budget_s - (time.monotonic() - self.started)
 
-    def run(self, name: str, command: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
+    def run(self, name: str, command: list[str], shown: str | None = None) -> tuple[int, str]:
         """Run one step, its output to the terminal and to logs/<n>-<name>.log; (exit status, output)."""
         log = self.logs / f"{len(self.steps)}-{name}.log"
-        print(f"== {name}: {shlex.join(command)}", flush=True)
+        shown = shown or shlex.join(command)
+        print(f"== {name}: {shown}", flush=True)
         began = time.monotonic()
-        with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=dict(os.environ, **(env or {}))) as process, open(log, "w", encoding="utf-8") as f:  # fmt: skip
+        with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process, \
+                open(log, "w", encoding="utf-8") as f:  # fmt: skip
             output = []
             for line in process.stdout:
                 sys.stdout.write(line)
                 f.write(line)
                 output.append(line)
-        self.steps.append((name, shlex.join(command), process.returncode, time.monotonic() - began))
+        self.steps.append((name, shown, process.returncode, time.monotonic() - began))
         return process.returncode, "".join(output)
 
 
@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     window = Window(out, args.budget)
 
     still_missing = [] if args.no_install else install(window, args.wheels)
-    _, environment = window.run("environment", [sys.executable, "-c", ENVIRONMENT.format(device=args.device)])
+    _, environment = window.run("environment", [sys.executable, "-c", ENVIRONMENT.format(device=args.device)],
+                                shown=f"{sys.executable} -c <gpu_window.ENVIRONMENT for {args.device}>")
     if not args.skip_gpu_tests:
         window.run("gpu-tests", [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider"])
     window.run("latency-fidelity", [sys.executable, "benchmarks/latency_fidelity.py", "--device", args.device,
