@@ -93,7 +93,7 @@ def install(window: Window, wheels: str | None) -> list[str]:
     """segbench without its dependencies, then each missing one; returns the optional ones still missing."""
     pip = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check"]
     source = ["--no-index", "--find-links", wheels] if wheels else []
-    window.run("install-segbench", [*pip, "--no-deps", "-e", "."])
+    window.run("install-segbench", [*pip, *source, "--no-deps", "--no-build-isolation", "-e", "."])  # offline: the installed setuptools builds it
     for name in missing(DEPENDENCIES):
         window.run(f"install-{DEPENDENCIES[name]}", [*pip, *source, DEPENDENCIES[name]])
     importlib.invalidate_caches()
