@@ -1,4 +1,4 @@
-"""Command line: `segbench bench|profile|validate|list|render|plot|compare`; `python bench.py` is `segbench bench`.
+"""Command line: `segbench bench|profile|validate|list|render|plot|compare|merge`; `python bench.py` is `segbench bench`.
 
 Output layout under --output DIR (default: the current directory):
     DIR/results/<hardware>/<model>.json   one record per model and hardware
@@ -59,6 +59,15 @@ def _measurements(text: str) -> tuple[str, ...]:
     return chosen
 
 
+def _duration(text: str) -> float:
+    from segbench.plan import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
     out = Path(args.output)
     return out / "results", out / "model_zoo.md", out / "plots"
@@ -81,6 +90,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from segbench.build import model_builder
     from segbench.manifest import load_zoo, select_models
+    from segbench.plan import TimeBudget, sweep_order
+    from segbench.records import iter_records
     from segbench.runner import BenchSettings, rank, resolve_device, resolve_evaluation, run_sweep
     from segbench.summary import print_summary
 
@@ -89,6 +100,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.compile and args.warmup < 1:
         raise SegbenchError("--compile: needs --warmup 1 or more, since the first call compiles the model and must not be timed")
     specs = select_models(load_zoo(args.zoo), [p for arg in args.models for p in arg.split(",") if p])
+    specs = sweep_order(specs, args.order or ("breadth" if args.time_budget and args.models == ["all"] else "manifest"))
     for spec in specs:
         model_builder(spec)  # a wrong architecture name fails here, before any measuring
     if args.checkpoint and len(specs) != 1:
@@ -112,8 +124,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _check_writable(results_dir)
     writer = rank() == 0
     selected = [spec.name for spec in specs]
+    budget = args.time_budget and TimeBudget(args.time_budget, [r for _, r in iter_records(results_dir)] if results_dir.is_dir() else [])
     try:
-        outcomes = run_sweep(specs, settings, results_dir, force=args.force, isolate=args.isolate, console=console)
+        outcomes = run_sweep(specs, settings, results_dir, force=args.force, isolate=args.isolate, console=console, budget=budget)
     except KeyboardInterrupt:
         if writer and not args.no_report:  # the page and plots of what was measured so far
             _render(args, console, selected)
@@ -125,6 +138,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print_summary(outcomes, console)
     if not args.no_report:
         _render(args, console, selected)
+    for line in budget.report() if budget else []:  # what is left undone comes last
+        console.print(line, markup=False, highlight=False)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         console.print(f"[red]{len(failed)} of {len(outcomes)} model(s) failed[/]; their records are in {escape(str(results_dir))}")
@@ -171,7 +186,7 @@ def _finish_distributed() -> None:
         dist.destroy_process_group()
 
 
-def _render(args: argparse.Namespace, console, models: list[str]) -> None:
+def _render(args: argparse.Namespace, console, models: list[str] | None) -> None:
     """The page and plots of a sweep: its selected models only (the zoo's page is `segbench render`)."""
     from segbench.plots import plot_all
     from segbench.report import load_frame, render_markdown
@@ -266,7 +281,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for column in ("Model", "Hardware A → B", "Latency A (ms)", "Latency B (ms)", "B/A", "Verdict", "Mem B/A", "MACs B/A",
                    "Params B/A", "mIoU B−A"):  # fmt: skip
         table.add_column(column, no_wrap=column == "Model", justify="left" if column in ("Model", "Hardware A → B", "Verdict") else "right")
-    colour = {"slower": "red", "faster": "green", "within noise": "dim", "too few samples": "yellow"}
+    colour = {"slower": "red", "faster": "green", "within noise": "dim", "too few samples": "yellow", "invalid record": "red"}
 
     def ratio(value) -> str:
         return "—" if value is None else f"{value:.3f}"
@@ -350,6 +365,23 @@ def cmd_profile(args: argparse.Namespace) -> int:
             table.add_row(escape(name), escape(row["type"]), _human(row["params"]), _human(row["macs"]), f"{100 * row['macs'] / total:.1f}")
         print_table(console, table)
     return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """Records of a GPU window's archive into results/, then the page; exit 1 when any record was refused."""
+    from rich.console import Console
+
+    from segbench.merge import merge_archive
+
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    result = merge_archive(args.archive, _paths(args)[0])
+    for line in result.refused:
+        console.print(f"refused {line}", markup=False)
+    console.print(f"{args.archive}: {len(result.written)} record(s) merged, {len(result.kept)} kept (as new or newer in "
+                  f"{_paths(args)[0]}), {len(result.refused)} refused", markup=False)  # fmt: skip
+    if result.written and not args.no_report:
+        _render(args, console, None)  # the page of every zoo entry, as `segbench render`
+    return 1 if result.refused else 0
 
 
 def cmd_synthetic(args: argparse.Namespace) -> int:
@@ -485,6 +517,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     compare.set_defaults(func=cmd_compare)
 
+    merge = sub.add_parser("merge", help="merge the records of a GPU window's archive (.tar.gz) into results/ and render the page")
+    common(merge)
+    merge.add_argument("archive", help="a .tar.gz holding .../results/<hardware>/<model>.json")
+    merge.add_argument("--no-report", action="store_true", help="write records only, no page or plots")
+    merge.set_defaults(func=cmd_merge)
+
     synthetic = sub.add_parser("synthetic-data", help="write a small synthetic dataset in the Cityscapes layout")
     synthetic.add_argument("root", help="directory to write leftImg8bit/ and gtFine/ into")
     synthetic.add_argument("--split", default="val")
@@ -531,6 +569,10 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"comma list of what to measure: {','.join(MEASUREMENTS)} (default: all; miou needs a dataset)")
     p.add_argument("--isolate", action="store_true", help="measure each model in a fresh process: a crash or OOM cannot touch the next")
     p.add_argument("--force", action="store_true", help="re-measure models whose record is current")
+    p.add_argument("--time-budget", type=_duration, help="start a model only when its estimated cost fits in what is left "
+                   "of this wall time (90s, 6m, 1.5h); then write the page and exit 0")  # fmt: skip
+    p.add_argument("--order", choices=["breadth", "manifest"],
+                   help="breadth: one entry per family first (default for --models all under --time-budget); manifest: zoo order")
     p.add_argument("--no-report", action="store_true", help="write records only, no page or plots")
 
 

@@ -13,6 +13,7 @@ when it exceeds what the measured spread of both samples allows:
    regression worth failing a build for. `--min-change 0` turns the floor off (as pyperf's
    `compare_to --min-speed`).
 4. Fewer than 6 samples on a side cannot give a 95% interval: the verdict says so and flags nothing.
+5. A record that fails its validity checks (segbench.validity: INVALID) gets no verdict: "invalid record".
 
 Params, MACs and memory are single numbers without a spread: their ratios are shown, not judged.
 Records measured under different settings (COMPARED_SETTINGS) are paired but neither judged nor
@@ -22,6 +23,7 @@ No torch here.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ from typing import Any
 from segbench.errors import SegbenchError
 from segbench.records import iter_records
 from segbench.stats import median_ci
+from segbench.validity import INVALID, validity_of
 
 CONFIDENCE = 0.95
 MIN_CHANGE = 0.02
@@ -139,8 +142,11 @@ def compare_records(a: dict, b: dict, *, min_change: float = MIN_CHANGE) -> dict
         return row | {"latency": None, "memory_ratio": None, "macs_ratio": None, "params_ratio": None, "miou_diff": None}
     miou_a, miou_b = _get(a, "accuracy", "miou"), _get(b, "accuracy", "miou")
     memory = [_get(r, "memory", "peak_allocated_bytes") if _get(r, "memory", "measured") else None for r in (a, b)]
+    latency = compare_latency(a["latency"]["samples"], b["latency"]["samples"], min_change=min_change)
+    if any(validity_of(r)["verdict"] == INVALID for r in (a, b)):  # its number cannot back a verdict either way
+        latency = dataclasses.replace(latency, verdict="invalid record")
     return row | {
-        "latency": compare_latency(a["latency"]["samples"], b["latency"]["samples"], min_change=min_change),
+        "latency": latency,
         "memory_ratio": _ratio(*memory),
         "macs_ratio": _ratio(_get(a, "macs", "fvcore"), _get(b, "macs", "fvcore")),
         "params_ratio": _ratio(_get(a, "params", "inference"), _get(b, "params", "inference")),

@@ -192,27 +192,37 @@ def count_macs(model: nn.Module, input_size: tuple[int, int]) -> dict[str, Any]:
     cannot run on the meta device gets flop_counter_error instead of a third count.
     """
     image = torch.zeros(1, 3, *input_size)
-    fv = fvcore_macs(model, image)
+    unavailable = {}  # a cross-check counter that is not installed: the sweep goes on and the record says so
+    try:
+        fv = fvcore_macs(model, image)
+    except ImportError as exc:
+        fv, unavailable["fvcore"] = {"total": None, "by_operator": None, "unsupported_ops": {}}, f"{type(exc).__name__}: {exc}"
     heavy = sorted(op for op in fv["unsupported_ops"] if _HEAVY_OP.search(op))
     if heavy:
         raise RuntimeError(f"fvcore could not count {', '.join(heavy)}: the MACs total would be wrong")
-    th = thop_macs(model, image)
+    try:
+        th = thop_macs(model, image)
+    except ImportError as exc:
+        th, unavailable["thop"] = None, f"{type(exc).__name__}: {exc}"
     macs: dict[str, Any] = {
         "input_size": list(input_size),
         "fvcore": fv["total"],
         "thop": th,
-        "thop_over_fvcore": th / fv["total"] if fv["total"] else None,
+        "thop_over_fvcore": th / fv["total"] if th is not None and fv["total"] else None,
         "fvcore_by_operator": fv["by_operator"],
         "fvcore_unsupported_ops": fv["unsupported_ops"],
+        **({"unavailable": unavailable} if unavailable else {}),
     }
     try:
         flops = flop_counter_flops(model, input_size)
     except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
         macs["flop_counter_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if fv["total"] is None:
+            raise RuntimeError(f"no MAC count: fvcore is not installed and FlopCounterMode failed ({macs['flop_counter_error']})") from exc
         return macs
     macs["flop_counter_flops"] = flops
     macs["flop_counter_macs"] = flops // 2
-    macs["fvcore_over_flop_counter"] = fv["total"] / (flops / 2) if flops else None
+    macs["fvcore_over_flop_counter"] = fv["total"] / (flops / 2) if flops and fv["total"] is not None else None
     return macs
 
 

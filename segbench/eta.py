@@ -16,9 +16,8 @@ from pathlib import Path
 from rich.progress import ProgressColumn
 from rich.text import Text
 
-from segbench.errors import SegbenchError
 from segbench.inference import slide_windows
-from segbench.records import reusable_complexity
+from segbench.records import primary_macs, reusable_complexity
 
 
 @dataclass(frozen=True)
@@ -50,11 +49,8 @@ def model_work(specs, settings, results_dir: Path) -> dict[str, Work]:
             pixels = sum((y2 - y1) * (x2 - x1) for y1, y2, x1, x2 in slide_windows(size, spec.test.crop, spec.test.stride))
         else:
             pixels = size[0] * size[1]
-        try:
-            earlier = reusable_complexity(results_dir, spec.name, spec.spec_hash(), list(size))
-        except SegbenchError:  # an unreadable record is the sweep's to report, not the estimate's
-            earlier = None
-        work[spec.name] = Work(pixels, earlier["macs"].get("fvcore") if earlier else None)
+        earlier = reusable_complexity(results_dir, spec.name, spec.spec_hash(), list(size))  # skips unreadable records
+        work[spec.name] = Work(pixels, primary_macs(earlier) if earlier else None)
     return work
 
 
@@ -76,7 +72,7 @@ class SweepPace:
         seconds, self._last = now - self._last, now
         work = self._pending.pop(outcome.spec.name)
         if outcome.status == "ok":
-            self._done.append((Work(work.pixels, (outcome.record.get("macs") or {}).get("fvcore")), seconds))  # none on torchrun rank > 0
+            self._done.append((Work(work.pixels, primary_macs(outcome.record)), seconds))  # none on torchrun rank > 0
         left = seconds_left(self._done, list(self._pending.values()))
         return None if left is None else now + left
 

@@ -13,11 +13,7 @@ from typing import Any
 
 import torch
 
-CLOCK_DROP = 0.95
-"""A timed loop whose SM clock ends below this fraction of where it started is flagged."""
-
-# NVML's "nothing is holding the clocks back" reasons: GPU idle, application clocks setting, none.
-_HARMLESS_THROTTLE = 0x1 | 0x2
+from segbench.validity import CLOCK_DROP, HARMLESS_THROTTLE as _HARMLESS_THROTTLE, nvml_evidence
 
 
 def _nvml_handle(pynvml, device: torch.device):
@@ -62,7 +58,7 @@ def nvml_device(device: torch.device) -> Iterator[tuple[Any, Any] | None]:
 
 def read_gpu_state(device: torch.device) -> dict[str, Any] | None:
     """SM and memory clocks (MHz), max SM clock, temperature (°C), power (W), energy counter (J),
-    throttle reasons; None off CUDA or without NVML."""
+    throttle reasons, and validity.nvml_evidence; None off CUDA or without NVML."""
     with nvml_device(device) as nvml:
         if nvml is None:
             return None
@@ -79,6 +75,7 @@ def read_gpu_state(device: torch.device) -> dict[str, Any] | None:
             "power_w": power_mw / 1000 if power_mw is not None else None,
             "energy_j": energy_mj / 1000 if energy_mj is not None else None,
             "throttle_reasons": _optional(reasons, handle) if reasons else None,
+            **nvml_evidence(pynvml, handle),  # processes, violation counters, segbench workers: for the validity verdict
         }
 
 

@@ -245,6 +245,9 @@ def _draw(points: pd.DataFrame, axis: Axis, hardware: list[str], figsize, fontsi
             facecolors=colour if measured else "none", edgecolors="black" if hw == 1 else colour,
             linewidths=0.9 if hw == 1 else 1.2, alpha=0.85 if bubble else 1.0,
         )  # fmt: skip
+    invalid = points[points["validity"] == "INVALID"]  # a GPU record that failed its validity checks: crossed in red
+    if len(invalid):
+        ax.scatter(invalid[axis.column], invalid["miou"], s=invalid["_size"] * 1.5, marker="x", color="red", linewidths=1.2, zorder=4)
     on_front = set()
     for hw, part in points.groupby("_hw", sort=True):
         front = pareto_front(part[axis.column].tolist(), part["miou"].tolist(), axis.lower_is_better)
@@ -305,6 +308,8 @@ def _legend_handles(points: pd.DataFrame, style: dict, hardware: list[str], bubb
         handles.append(Line2D([], [], color="0.35", ls="-", label="Pareto front"))
     if bubble:
         handles.append(Line2D([], [], ls="none", marker="o", mfc="none", color="0.3", markersize=8, label="area ∝ params"))
+    if (points["validity"] == "INVALID").any():
+        handles.append(Line2D([], [], ls="none", marker="x", color="red", markersize=6, label="INVALID record (see the page)"))
     return handles
 
 

@@ -116,8 +116,9 @@ _FAILED = [("error.kind", _text, _TEXT), ("error.message", _text, _TEXT)]
 _OK = [
     ("params.inference", _count, _COUNT),
     ("params.total", _count, _COUNT),
-    ("macs.fvcore", lambda v: _number(v) and v >= 0, "a number >= 0"),
-    ("macs.thop", lambda v: _number(v) and v >= 0, "a number >= 0"),
+    ("macs.fvcore", _optional(lambda v: _number(v) and v >= 0), "a number >= 0 or null (fvcore not installed)"),
+    ("macs.thop", _optional(lambda v: _number(v) and v >= 0), "a number >= 0 or null (thop not installed)"),
+    ("macs.flop_counter_macs", _optional(lambda v: _number(v) and v >= 0), "a number >= 0 or null"),
     ("latency.samples", _samples, _SAMPLES),
     ("latency.cuda_event_samples", _optional(_samples), _SAMPLES + " or null"),
     ("latency.load_average_1min", _optional(_number), "a number or null"),
@@ -196,7 +197,7 @@ def record_problem(record: dict[str, Any]) -> tuple[str, str, Any] | None:
     return None
 
 
-def _placement_problem(path: Path, record: dict[str, Any]) -> tuple[str, str, Any] | None:
+def placement_problem(path: Path, record: dict[str, Any]) -> tuple[str, str, Any] | None:
     """A record copied under another model's file name or hardware folder would add a row for the wrong model."""
     if path.name != record["model"] + (FAILED_SUFFIX if record["status"] == "failed" else ".json"):
         return "model", f"the model its file name {path.name!r} names", record["model"]
@@ -228,7 +229,7 @@ def read_record(path: Path) -> dict[str, Any]:
     version = record.get("schema_version") if isinstance(record, dict) else None
     if version != SCHEMA_VERSION:
         raise SegbenchError(f"{path}: field 'schema_version': expected {SCHEMA_VERSION}, got {_short(version)}")
-    problem = record_problem(record) or _placement_problem(path, record)
+    problem = record_problem(record) or placement_problem(path, record)
     if problem:
         field, expected, value = problem
         model = record["model"] if isinstance(record.get("model"), str) else None
@@ -283,3 +284,9 @@ def reusable_complexity(results_dir: Path, model: str, spec_hash: str, input_siz
         if record.get("status") == "ok" and same and "params" in record:  # `--measure macs` records have no params
             return {"params": record["params"], "macs": macs, "source": str(path.relative_to(results_dir))}
     return None
+
+
+def primary_macs(record: dict[str, Any]) -> int | None:
+    """MACs of one forward pass: fvcore's count, else FlopCounterMode's where fvcore was not installed."""
+    macs = record.get("macs") or {}
+    return macs.get("fvcore") if macs.get("fvcore") is not None else macs.get("flop_counter_macs")

@@ -21,8 +21,9 @@ import pandas as pd
 from segbench import PROJECT_ROOT
 from segbench.formatting import fixed
 from segbench.manifest import ModelSpec, load_zoo
-from segbench.records import is_demo_accuracy, iter_records
+from segbench.records import is_demo_accuracy, iter_records, primary_macs
 from segbench.stats import latency_summary
+from segbench.validity import validity_of
 
 DEFAULT_TEMPLATE = PROJECT_ROOT / "templates" / "model_zoo.md.j2"
 _ENV_FIELDS = ("cpu", "torch_threads", "torch", "cuda", "cudnn", "driver", "segbench", "git_commit", "date", "load_average_1min")
@@ -32,6 +33,7 @@ _RECORD_COLUMNS = ("hardware", "device_name", "record", "measured_size", "images
                    "train_mem_gb_measured", "train_step_s", "latency_std_ms", "latency_ci_low_ms", "latency_ci_high_ms",
                    "latency_events_ms", "stage_clock", "preprocess_ms", "forward_ms", "postprocess_ms", "memory_reserved_mb",
                    "train_mem_reserved_gb", "energy_j_per_image", "sm_clock_before", "sm_clock_after", "gpu_warnings", "load_1min")  # fmt: skip
+_RECORD_COLUMNS += ("validity", "validity_failures")  # validity.verdict: VALID, INVALID or not applicable
 _STAGES = ("preprocess", "forward", "postprocess")
 
 
@@ -85,7 +87,8 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
     if "params" in record:
         row.update(params_m=record["params"]["inference"] / 1e6, params_total_m=record["params"]["total"] / 1e6)
     if "macs" in record:
-        row.update(gmacs=record["macs"]["fvcore"] / 1e9, gmacs_thop=record["macs"]["thop"] / 1e9)
+        thop = record["macs"]["thop"]
+        row.update(gmacs=primary_macs(record) / 1e9, gmacs_thop=thop / 1e9 if thop is not None else None)
     if "latency" in record:
         latency = record["latency"]
         stats = latency_summary(latency["samples"])
@@ -119,6 +122,8 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
             sm_clock_after=gpu["after"]["sm_clock_mhz"],
             gpu_warnings="; ".join(gpu["warnings"]) or None,
         )
+    validity = validity_of(record)
+    row.update(validity=validity["verdict"], validity_failures="; ".join(validity.get("failures", [])) or None)
     accuracy, ms_flip = record.get("accuracy"), record.get("accuracy_ms_flip") or {}
     if accuracy:
         demo = is_demo_accuracy(record)

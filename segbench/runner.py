@@ -40,6 +40,7 @@ from segbench.timing import DTYPES, cudnn_flags, peak_memory, prediction_stages,
 from segbench.training import (
     AUXILIARY_LOSS_WEIGHT, CUDNN, IGNORE_INDEX, SGD, WARMUP_STEPS, measure_training, per_gpu_batch, training_precision,
 )  # fmt: skip
+from segbench.validity import verdict
 
 
 OUT_OF_MEMORY_SIGNS = ("out of memory", "alloc_cpu", "std::bad_alloc", "not enough memory", "can't allocate memory")
@@ -258,6 +259,7 @@ def measure(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: di
         record["training"] = _training(spec, model, settings, record["settings"]["training"])
     record["duration_s"] = round(time.perf_counter() - started, 3)
     record["status"] = "ok"
+    record["validity"] = verdict(record)
     return record
 
 
@@ -371,8 +373,10 @@ def run_sweep(
     force: bool = False,
     isolate: bool = False,
     console: Console | None = None,
+    budget=None,
 ) -> list[Outcome]:
-    """Measure each spec (in a fresh process each with `isolate`) and write its record; skip current ones."""
+    """Measure each spec (in a fresh process each with `isolate`) and write its record; skip current ones.
+    With a `budget` (plan.TimeBudget) a model starts only when its estimated cost fits in the time left."""
     if isolate and world_size() > 1:
         raise SegbenchError("--isolate: not available under torchrun; run one process per GPU instead")
     from segbench.isolate import run_isolated
@@ -400,12 +404,18 @@ def run_sweep(
                     progress.console.print(f"  [dim]skip[/] {escape(spec.name)}: {skip}")
                     progress.update(overall, advance=1, finish_at=pace.finished(outcomes[-1]))
                     continue
+                iterations = settings.images + settings.warmup
+                if budget is not None and not budget.admit(spec.name, hardware, run_settings["input_size"], iterations):
+                    progress.advance(overall)
+                    continue
                 task = progress.add_task(spec.name, total=None)
                 if isolate:
                     record = run_isolated(spec, settings, results_dir, env, progress, task)
                 else:
                     record = measure_or_failure(spec, settings, results_dir, env, progress, task)
                 progress.remove_task(task)
+                if budget is not None:
+                    budget.finished(record, run_settings["input_size"], iterations)
                 if writer:
                     try:
                         write_record(failed_path if record["status"] == "failed" else path, record)

@@ -7,6 +7,7 @@ import pytest
 import torch
 import yaml
 
+from segbench.errors import SegbenchWarning
 from segbench.eta import SweepPace, TimeLeftColumn, Work, model_work, seconds_left
 from segbench.manifest import load_manifest
 from segbench.records import SCHEMA_VERSION, write_record
@@ -49,10 +50,14 @@ def test_work_is_the_tested_pixels_with_every_sliding_window(tmp_path):
     # MACs from an earlier record of the same spec at the same size (any hardware); a corrupt record is no MACs, no error
     write_record(tmp_path / "results" / "other-hw" / "m0.json", {
         "schema_version": SCHEMA_VERSION, "status": "ok", "model": "m0", "spec_hash": whole.spec_hash(),
-        "params": {"inference": 1, "total": 1}, "macs": {"fvcore": 123, "input_size": [1024, 2048]},
+        "environment": {"hardware": "other-hw", "device_type": "cpu", "cpu": "x", "date": "2026-01-01"},
+        "settings": {"images": 3, "warmup": 1, "input_size": [1024, 2048]}, "memory": {"measured": False},
+        "params": {"inference": 1, "total": 1}, "macs": {"fvcore": 123, "thop": 123, "input_size": [1024, 2048]},
+        "latency": {"unit": "s", "samples": [0.1]},
     })  # fmt: skip
     (tmp_path / "results" / "other-hw" / "m1.json").write_text("{not json")
-    work = model_work([whole, slide], settings, tmp_path / "results")
+    with pytest.warns(SegbenchWarning, match="m1.json"):
+        work = model_work([whole, slide], settings, tmp_path / "results")
     assert work["m0"] == Work(1024 * 2048, macs=123) and work["m1"] == Work(8 * 769 * 769)
     override = BenchSettings(device=torch.device("cpu"), input_size=(512, 1024))
     assert model_work([whole], override, tmp_path / "results")["m0"] == Work(512 * 1024)

@@ -1,6 +1,7 @@
 """Latency stages, precision and memory-format settings, dataset inputs, GPU state, training step."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -245,7 +246,10 @@ def test_nvml_readings_through_a_fake_pynvml(monkeypatch):
     fake = fake_pynvml(monkeypatch)
     state = read_gpu_state(torch.device("cuda", 0))
     assert state == {"sm_clock_mhz": 1755, "memory_clock_mhz": 2619, "max_sm_clock_mhz": 1980, "temperature_c": 61,
-                     "power_w": 312.5, "energy_j": 9000.0, "throttle_reasons": None}  # fmt: skip
+                     "power_w": 312.5, "energy_j": 9000.0, "throttle_reasons": None,
+                     # this fake has no process list, violation counters or UUID: the verdict's evidence is None
+                     "processes": None, "own_pids": sorted({os.getpid(), os.getppid()}),
+                     "violation_ns": {"power": None, "thermal": None}, "segbench_workers": None}  # fmt: skip
     assert fake.calls == ["init", "shutdown"]
     info = _nvml_info(torch.device("cuda", 0))
     assert info == {"gpu_name": "NVIDIA H100 80GB HBM3", "driver": "580.65.06", "gpu_memory_total_bytes": 85_520_809_984}
