@@ -8,6 +8,7 @@ mmseg's test pipeline; logits are resized with the model's own align_corners set
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -127,6 +128,25 @@ def logits_at_input_size(model: nn.Module, images: torch.Tensor, settings: Infer
 def _scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
     """mmcv's rescale of (H, W) by a factor: each side rounded half up."""
     return int(size[0] * scale + 0.5), int(size[1] * scale + 0.5)
+
+
+def forward_sizes(settings: InferenceSettings) -> dict[tuple[int, int], int]:
+    """How many forward passes of each (H, W) one prediction at the settings' test size makes, as
+    `class_scores` runs them: one per sliding window in slide mode, for every scale and both flips
+    with multi-scale + flip."""
+    if settings.test_size is None:
+        raise ValueError("forward_sizes needs the settings' test_size")
+    if settings.multi_scale_flip:
+        images = [_scaled_size(settings.test_size, scale) for scale in settings.scales for _flip in range(2)]
+    else:
+        images = [settings.test_size]
+    counts: Counter[tuple[int, int]] = Counter()
+    for size in images:
+        if settings.mode == "slide":
+            counts.update((y2 - y1, x2 - x1) for y1, y2, x1, x2 in slide_windows(size, settings.crop_size, settings.stride))
+        else:
+            counts[tuple(size)] += 1
+    return dict(counts)
 
 
 @torch.inference_mode()

@@ -80,3 +80,13 @@ def reusable_complexity(results_dir: Path, model: str, spec_hash: str, input_siz
         if record.get("status") == "ok" and record.get("spec_hash") == spec_hash and macs.get("input_size") == input_size:
             return {"params": record["params"], "macs": macs, "source": str(path.relative_to(results_dir))}
     return None
+
+
+def macs_per_image(record: dict[str, Any]) -> int | None:
+    """The primary MACs of one timed prediction (every sliding window). A record from before
+    per-image counts has fvcore's count of one whole-image forward: that is the per-image count in
+    whole mode, and unknown (None) in slide mode."""
+    macs = record.get("macs") or {}
+    if "per_image" in macs:
+        return macs["per_image"]
+    return macs.get("fvcore") if record["settings"].get("mode", "whole") == "whole" else None

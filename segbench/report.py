@@ -18,7 +18,7 @@ import pandas as pd
 
 from segbench import PROJECT_ROOT
 from segbench.manifest import ModelSpec, load_zoo
-from segbench.records import is_demo_accuracy, iter_records
+from segbench.records import is_demo_accuracy, iter_records, macs_per_image
 from segbench.stats import latency_summary
 
 DEFAULT_TEMPLATE = PROJECT_ROOT / "templates" / "model_zoo.md.j2"
@@ -84,8 +84,8 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
     row.update(
         params_m=record["params"]["inference"] / 1e6,
         params_total_m=record["params"]["total"] / 1e6,
-        gmacs=record["macs"]["fvcore"] / 1e9,
-        gmacs_thop=record["macs"]["thop"] / 1e9,
+        gmacs=macs_per_image(record) / 1e9 if macs_per_image(record) is not None else None,
+        gmacs_thop=record["macs"]["thop"] / 1e9 if "thop" in record["macs"] else None,
         latency_median_ms=stats["median_ms"],
         latency_p90_ms=stats["p90_ms"],
         latency_std_ms=stats["std_ms"],

@@ -8,6 +8,7 @@ the model and evaluates its shard of the dataset; rank 0 alone profiles and writ
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from segbench.build import build_model
 from segbench.checkpoint import load_checkpoint
 from segbench.cityscapes import CityscapesDataset, dataset_root
-from segbench.complexity import count_macs, count_params
+from segbench.complexity import count_macs_as_tested, count_params
 from segbench.environment import collect_environment
 from segbench.errors import SegbenchError
 from segbench.manifest import ModelSpec
@@ -216,13 +217,16 @@ def _profile(
 ) -> None:
     """Params, MACs, latency (warm-up, then timed stages between two GPU-state readings) and inference memory into `record`."""
     size = tuple(record["settings"]["input_size"])
+    ms_flip = bool(settings.evaluation and settings.evaluation.ms_flip)
     reused = reusable_complexity(results_dir, spec.name, spec.spec_hash(), list(size))
-    if reused:
+    if reused and "per_image" in reused["macs"] and (not ms_flip or "ms_flip" in reused["macs"]):  # counted as this run tests
         record["params"], record["macs"] = reused["params"], dict(reused["macs"], reused_from=reused["source"])
     else:
         record["params"] = count_params(model)
         progress.update(task, description=f"{spec.name}: counting MACs at {size[0]}×{size[1]}")
-        record["macs"] = count_macs(model, size)
+        record["macs"] = count_macs_as_tested(
+            model, test, ms_flip=ms_flip, device=settings.device, shared_as=json.dumps(spec.build.as_dict(), sort_keys=True)
+        )
 
     model.to(settings.device)
     if settings.channels_last:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from segbench.records import is_demo_accuracy
+from segbench.records import is_demo_accuracy, macs_per_image
 from segbench.stats import latency_summary
 
 
@@ -18,7 +18,7 @@ def _miou(record: dict) -> str:
 
 def print_summary(outcomes, console: Console) -> None:
     table = Table(title="segbench summary")
-    for column in ("Model", "Status", "Params (M)", "MACs (G)", "Median (ms)", "p90 (ms)", "FPS", "Mem (MB)", "Train mem (GB)", "s/iter", "mIoU", "Note"):
+    for column in ("Model", "Status", "Params (M)", "MACs/image (G)", "Median (ms)", "p90 (ms)", "FPS", "Mem (MB)", "Train mem (GB)", "s/iter", "mIoU", "Note"):
         if column == "Model":
             table.add_column(column, overflow="fold", min_width=20)
         else:
@@ -37,7 +37,7 @@ def print_summary(outcomes, console: Console) -> None:
             o.spec.name,
             "[green]ok[/]" if o.status == "ok" else "[dim]skipped[/]",
             f"{r['params']['inference'] / 1e6:.2f}",
-            f"{r['macs']['fvcore'] / 1e9:.1f}",
+            f"{macs_per_image(r) / 1e9:.1f}" if macs_per_image(r) is not None else "—",
             f"{stats['median_ms']:.1f}",
             f"{stats['p90_ms']:.1f}",
             f"{stats['fps']:.2f}",

@@ -9,6 +9,7 @@ from segbench.records import (
     SCHEMA_VERSION,
     is_current,
     iter_records,
+    macs_per_image,
     read_record,
     record_path,
     reusable_complexity,
@@ -68,3 +69,11 @@ def test_complexity_is_reused_across_hardware_only_for_the_same_spec_and_size(tm
     assert reused["params"] == {"total": 2, "inference": 1} and reused["source"] == "gpu-a/m.json"
     assert reusable_complexity(tmp_path, "m", "abc", [64, 128]) is None
     assert reusable_complexity(tmp_path, "m", "zzz", [32, 64]) is None
+
+
+def test_macs_per_image_of_old_and_new_records():
+    new = make_record(macs={"per_image": 90, "per_forward": 10, "fvcore": 10}, settings={"mode": "slide"})
+    assert macs_per_image(new) == 90
+    # before per-image counts: fvcore's whole-image forward, which is the per-image count in whole mode only
+    assert macs_per_image(make_record(settings={"mode": "whole"})) == 10
+    assert macs_per_image(make_record(settings={"mode": "slide"})) is None
