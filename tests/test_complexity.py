@@ -322,13 +322,14 @@ def test_forward_sizes_are_the_forwards_a_prediction_makes(mode, ms_flip):
 
 
 def test_each_architecture_and_size_is_cross_checked_once(monkeypatch):
+    monkeypatch.setattr(complexity, "_SHARED", {})
     calls = []
     real = complexity.fvcore_macs
     monkeypatch.setattr(complexity, "fvcore_macs", lambda *args: calls.append(1) or real(*args))
     test = InferenceSettings(test_size=(16, 24))
-    first = count_macs_as_tested(TinySegmentor(4), test, shared_as="tiny-4-for-this-test")
-    again = count_macs_as_tested(TinySegmentor(4), test, shared_as="tiny-4-for-this-test")
-    other_size = count_macs_as_tested(TinySegmentor(4), InferenceSettings(test_size=(8, 8)), shared_as="tiny-4-for-this-test")
+    first = count_macs_as_tested(TinySegmentor(4), test, shared_as="tiny-4")
+    again = count_macs_as_tested(TinySegmentor(4), test, shared_as="tiny-4")
+    other_size = count_macs_as_tested(TinySegmentor(4), InferenceSettings(test_size=(8, 8)), shared_as="tiny-4")
     assert len(calls) == 2 and first == again and first["fvcore"] == first["per_forward"] == _tiny_hand(16, 24)
     assert other_size["per_forward"] == _tiny_hand(8, 8)
 
