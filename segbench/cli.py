@@ -283,13 +283,16 @@ def cmd_profile(args: argparse.Namespace) -> int:
     counter = ("FlopCounterMode on the meta device, FLOPs/2" if macs["primary"] == "flop_counter"
                else f"fvcore: the model cannot run on the meta device: {macs['flop_counter_error']}")  # fmt: skip
     console.print(f"MACs per forward pass at {forward}: {_human(macs['per_forward'])} ({counter})")
-    console.print(f"MACs per image as tested ({spec.test.mode}): {macs['forwards_per_image']} × {_human(macs['per_forward'])} = {_human(macs['per_image'])}")
+    per_image = f"{macs['forwards_per_image']} × {_human(macs['per_forward'])} = {_human(macs['per_image'])}"
+    console.print(f"MACs per image as tested ({spec.test.mode}): {per_image}")
     if "fvcore" in macs and macs["primary"] == "flop_counter":
-        console.print(f"cross-check on {macs['cross_check_device']}: fvcore {_human(macs['fvcore'])} (fvcore/primary {macs['fvcore_over_flop_counter']:.4f})"
-                      + (f" · thop {_human(macs['thop'])} (thop/fvcore {macs['thop_over_fvcore']:.4f})" if "thop" in macs else ""))  # fmt: skip
+        ratios = [f"fvcore {_human(macs['fvcore'])} (fvcore/primary {macs['fvcore_over_flop_counter'] or 0:.4f})"]
+        ratios += [f"thop {_human(macs['thop'])} (thop/fvcore {macs['thop_over_fvcore'] or 0:.4f})"] if "thop" in macs else []
+        console.print(f"cross-check on {macs['cross_check_device']}: " + " · ".join(ratios))
     for group in macs.get("operators_differing", []):
+        ops = [", ".join(group[key]) or "none" for key in ("fvcore_by_operator", "flop_counter_by_operator")]
         console.print(f"fvcore differs in {group['operators']}: {_human(group['fvcore'])} vs {_human(group['flop_counter_macs'])} "
-                      f"(fvcore {', '.join(group['fvcore_by_operator']) or 'none'}; FlopCounterMode {', '.join(group['flop_counter_by_operator']) or 'none'})")  # fmt: skip
+                      f"(fvcore {ops[0]}; FlopCounterMode {ops[1]})")  # fmt: skip
     for name, reason in macs.get("cross_check_unavailable", {}).items():
         console.print(f"{name} unavailable: {reason}")
     if macs.get("fvcore_unsupported_ops"):

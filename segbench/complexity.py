@@ -307,7 +307,9 @@ def _cross_check(model: nn.Module, input_size: tuple[int, int], device: torch.de
         macs["thop_over_fvcore"] = macs["thop"] / macs["fvcore"] if macs["fvcore"] else None
 
 
-def count_macs(model: nn.Module, input_size: tuple[int, int], *, device: torch.device | str = "cpu", cross_check: bool = True) -> dict[str, Any]:
+def count_macs(
+    model: nn.Module, input_size: tuple[int, int], *, device: torch.device | str = "cpu", cross_check: bool = True
+) -> dict[str, Any]:
     """MACs of one forward pass at batch 1 and the given (H, W): `per_forward` by the `primary` counter.
 
     The primary is FlopCounterMode on the meta device (`flop_counter_*`). With `cross_check`, fvcore

@@ -176,3 +176,12 @@ def test_profile_prints_the_three_counts_and_a_breakdown(toy_zoo, capsys, monkey
     assert rows["(model)"] == ["TinySegmentor", "260", f"{(stem + classifier) / 1e3:.2f} K", "100.0"]
     assert rows["stem"][2] == f"{stem / 1e3:.2f} K" and rows["classifier"][3] == f"{100 * classifier / (stem + classifier):.1f}"
     assert main(["profile", "toy_*", "--zoo", str(toy_zoo)]) == 1  # two models: name one
+
+
+def test_profile_of_a_model_that_cannot_run_on_meta_counts_with_fvcore(toy_zoo, capsys):
+    manifest = toy_zoo / "toy.yaml"
+    manifest.write_text(manifest.read_text().replace("tiny_segmentor\n    kwargs: {num_classes: 4}", "data_dependent_segmentor\n    kwargs: {}"))
+    assert main(["profile", "toy_a", "--zoo", str(toy_zoo)]) == 0
+    out = capsys.readouterr().out
+    hand = 16 * 32 * (8 * 3 * 9 + 4 * 8)  # as TinySegmentor at 32x64
+    assert f"{hand / 1e3:.2f} K (fvcore: the model cannot run on the meta device" in out

@@ -54,3 +54,14 @@ def oom_raising_segmentor() -> nn.Module:
     import torch
 
     raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+
+
+class DataDependent(TinySegmentor):
+    """Scales its logits by a value read from the input (.item()): it cannot run on the meta device."""
+
+    def forward(self, x):
+        return super().forward(x) * float(x.mean().item() >= -1e9)
+
+
+def data_dependent_segmentor() -> nn.Module:
+    return DataDependent(4)
