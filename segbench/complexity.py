@@ -347,7 +347,8 @@ def count_macs(
     return macs
 
 
-_SHARED: dict[tuple[str, tuple[int, int], bool], dict[str, Any]] = {}
+_SHARED: dict[tuple[str, tuple[int, int], str | None], dict[str, Any]] = {}
+"""count_macs results by (architecture, forward size, cross-check device or None), for the process."""
 
 
 def count_macs_as_tested(
@@ -368,7 +369,7 @@ def count_macs_as_tested(
     """
 
     def counted(size: tuple[int, int], check: bool) -> dict[str, Any]:
-        key = (shared_as, size, check)
+        key = (shared_as, size, str(device) if check else None)
         if shared_as is None or key not in _SHARED:
             result = count_macs(model, size, device=device, cross_check=check)
             if shared_as is None:
