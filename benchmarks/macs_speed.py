@@ -9,7 +9,9 @@ on a meta-device copy (shapes only). Measured here, on the CPU:
   the meta registrations: about 1–2 s); it is reported apart ("first in process"), the target
   applies to the others. Target: under 1 s.
 - profile: the wall time of `python -m segbench.cli profile MODEL` in a fresh process (Python,
-  torch, the zoo, a meta-device build, the count). Target: under 3 s.
+  torch, the zoo, a meta-device build, the count). Target: under 3 s. Beside it, the floor no
+  command that counts on the meta device goes below: a process that only imports torch and
+  torch._dynamo (which torch's meta kernels import on first use) and exits.
 - with `--cross-check`: fvcore + thop by a real forward pass once, for comparison.
 
 Timings depend on the machine's load: each is repeated, and the best and the spread (max − min)
@@ -89,6 +91,9 @@ def main() -> int:
             return 1
         profiles.append(elapsed)
     print(_line("segbench profile (fresh process)", profiles, PROFILE_TARGET_S))
+    floor = [_timed(lambda: subprocess.run([sys.executable, "-c", "import torch, torch._dynamo"], check=True))[0]
+             for _ in range(args.repeats)]  # fmt: skip
+    print(_line("  of which python + torch alone", floor) + "  (start, import torch and torch._dynamo, exit)")
 
     if args.cross_check:
         elapsed, checked = _timed(lambda: count_macs(model, size))
