@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from contextlib import nullcontext
 from typing import Any, Callable
 
 import torch
@@ -66,12 +67,13 @@ def model_builder(spec: ModelSpec) -> Callable[..., Any]:
     return builder
 
 
-def build_model(spec: ModelSpec) -> nn.Module:
-    """Construct the model in eval mode on the CPU, with weights drawn from a fixed seed."""
+def build_model(spec: ModelSpec, *, device: str | None = None) -> nn.Module:
+    """Construct the model in eval mode on the CPU, with weights drawn from a fixed seed; with
+    device="meta", shapes only (for counting: no memory, no initialisation to compute)."""
     builder = model_builder(spec)
     try:
         # Seeded, so random-init weights are the same in every run and on every torchrun rank.
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), torch.device(device) if device else nullcontext():
             torch.manual_seed(0)
             model = builder(**spec.build.kwargs)
     except (TypeError, ValueError) as exc:

@@ -323,13 +323,15 @@ def _human(count: float) -> str:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    """Params and MACs of one model, by fvcore, thop and FlopCounterMode; per module with --breakdown."""
+    """Params and MACs of one model, per forward pass and per image as tested; fvcore and thop with
+    --cross-check; per module with --breakdown."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from segbench.build import build_model
-    from segbench.complexity import count_macs, count_params, module_breakdown
+    from segbench.complexity import count_macs_as_tested, count_params, module_breakdown
+    from segbench.inference import inference_settings
     from segbench.manifest import load_zoo, select_models
     from segbench.summary import print_table
 
@@ -338,25 +340,43 @@ def cmd_profile(args: argparse.Namespace) -> int:
         raise SegbenchError(f"profile: {args.model!r} selects {len(specs)} models; name one")
     spec = specs[0]
     size = args.input_size or spec.test.size
-    model = build_model(spec)
-    params, macs = count_params(model), count_macs(model, size)
+    test = inference_settings(spec.test, size=size)
+    model = macs = None
+    if not args.cross_check:  # built on the meta device: shapes only, no memory, no initialisation
+        try:
+            model = build_model(spec, device="meta")
+            macs = count_macs_as_tested(model, test, cross_check=False)
+        except Exception:  # noqa: BLE001  (a builder or a forward pass that needs real values: build on the CPU)
+            model = None
+    if model is None:
+        model = build_model(spec)
+        macs = count_macs_as_tested(model, test, cross_check=args.cross_check)
+    params = count_params(model)
     console = Console(soft_wrap=True)
     console.print(f"[bold]{escape(spec.name)}[/] at {size[0]}×{size[1]} (H×W), batch 1")
     console.print(f"params: {_human(params['inference'])} inference, {_human(params['total'])} with auxiliary heads")
-    flop_counter = macs.get("flop_counter_macs")
-    console.print(
-        f"MACs: fvcore {_human(macs['fvcore'])} (primary) · thop {_human(macs['thop'])} (thop/fvcore {macs['thop_over_fvcore']:.4f}) · "
-        + (f"FlopCounterMode/2 {_human(flop_counter)} (fvcore/it {macs['fvcore_over_flop_counter']:.4f})" if flop_counter is not None
-           else f"FlopCounterMode: {macs['flop_counter_error']}"),
-        markup=False,
-    )  # fmt: skip
-    if macs["fvcore_unsupported_ops"]:
-        uncounted = ", ".join(f"{op}×{n}" for op, n in macs["fvcore_unsupported_ops"].items())
-        console.print(f"not counted by fvcore (elementwise): {uncounted}", markup=False)
+    forward = "×".join(map(str, macs["forward_size"]))
+    counter = ("FlopCounterMode on the meta device, FLOPs/2" if macs["primary"] == "flop_counter"
+               else f"fvcore: the model cannot run on the meta device: {macs['flop_counter_error']}")  # fmt: skip
+    console.print(f"MACs per forward pass at {forward}: {_human(macs['per_forward'])} ({counter})", markup=False)
+    per_image = f"{macs['forwards_per_image']} × {_human(macs['per_forward'])} = {_human(macs['per_image'])}"
+    console.print(f"MACs per image as tested ({spec.test.mode}): {per_image}", markup=False)
+    if "fvcore" in macs and macs["primary"] == "flop_counter":
+        ratios = [f"fvcore {_human(macs['fvcore'])} (fvcore/primary {macs['fvcore_over_flop_counter'] or 0:.4f})"]
+        ratios += [f"thop {_human(macs['thop'])} (thop/fvcore {macs['thop_over_fvcore'] or 0:.4f})"] if "thop" in macs else []
+        console.print(f"cross-check on {macs['cross_check_device']}: " + " · ".join(ratios), markup=False)
+    for group in macs.get("operators_differing", []):
+        ops = [", ".join(group[key]) or "none" for key in ("fvcore_by_operator", "flop_counter_by_operator")]
+        console.print(f"fvcore differs in {group['operators']}: {_human(group['fvcore'])} vs {_human(group['flop_counter_macs'])} "
+                      f"(fvcore {ops[0]}; FlopCounterMode {ops[1]})", markup=False)  # fmt: skip
+    for name, reason in macs.get("cross_check_unavailable", {}).items():
+        console.print(f"{name} unavailable: {reason}", markup=False)
+    if macs.get("fvcore_unsupported_ops"):
+        console.print("not counted by fvcore (elementwise): " + ", ".join(f"{op}×{n}" for op, n in macs["fvcore_unsupported_ops"].items()), markup=False)
     if args.breakdown:
-        rows = module_breakdown(model, size, args.depth)
+        rows = module_breakdown(model, macs["forward_size"], args.depth)
         total = rows[0]["macs"] or 1
-        table = Table(title=f"params and fvcore MACs per module, depth {args.depth}")
+        table = Table(title=f"params and MACs per module (one forward pass at {forward}), depth {args.depth}")
         for column in ("Module", "Type", "Params", "MACs", "% of MACs"):
             table.add_column(column, justify="left" if column in ("Module", "Type") else "right")
         for row in rows:
@@ -473,9 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_arguments(bench)
     bench.set_defaults(func=cmd_bench)
 
-    profile = sub.add_parser("profile", help="params and MACs of one model (three counters), per module with --breakdown")
+    profile = sub.add_parser("profile", help="params and MACs of one model (per forward and per image), per module with --breakdown")
     common(profile, output=False)
     profile.add_argument("model", help="one zoo model (name or a glob that selects one)")
+    profile.add_argument("--cross-check", action="store_true", help="also count with fvcore and thop (a real forward pass on the CPU)")
     profile.add_argument("--breakdown", action="store_true", help="a table of params and MACs per module")
     profile.add_argument("--depth", type=int, default=2, help="module depth of the breakdown (0: the model; default: 2)")
     profile.add_argument("--input-size", type=_size, help="HxW (default: the manifest's test size)")

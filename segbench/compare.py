@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.errors import SegbenchError
-from segbench.records import iter_records
+from segbench.records import iter_records, macs_per_image, read_record
 from segbench.stats import median_ci
 from segbench.validity import INVALID, validity_of
 
@@ -148,7 +148,7 @@ def compare_records(a: dict, b: dict, *, min_change: float = MIN_CHANGE) -> dict
     return row | {
         "latency": latency,
         "memory_ratio": _ratio(*memory),
-        "macs_ratio": _ratio(_get(a, "macs", "fvcore"), _get(b, "macs", "fvcore")),
+        "macs_ratio": _ratio(macs_per_image(a), macs_per_image(b)),
         "params_ratio": _ratio(_get(a, "params", "inference"), _get(b, "params", "inference")),
         "miou_diff": miou_b - miou_a if miou_a is not None and miou_b is not None else None,
     }

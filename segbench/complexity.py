@@ -1,27 +1,41 @@
 """Parameter and multiply-add counts.
 
-MACs: fvcore is primary (one fused multiply-add = 1); thop and torch's FlopCounterMode are
-cross-checks. fvcore and thop run on an eval-mode deep copy: thop leaves `total_ops` buffers on
-the modules it visits, a failed fvcore trace leaves hooks, and neither calls eval() (train-mode
-BatchNorm would update its stats). FlopCounterMode runs on a meta-device copy: shapes only, no
-arithmetic, so it costs a fraction of a forward pass. MultiheadAttention's fast path is off
-while counting, else it is one fused op that every counter misses (notes/flops.md).
+MACs: one fused multiply-add = 1. The primary count is torch's FlopCounterMode on a meta-device
+copy: shapes only, no arithmetic, well under a second even for the largest zoo model at
+1024×2048; its FLOPs are halved. segbench adds formulas for the matrix products FlopCounterMode
+would silently skip (mv, addmv, dot, addbmm, F.bilinear). fvcore (the count mmsegmentation's
+get_flops gives) and thop run a real forward pass, so they are optional cross-checks on the device
+asked for; where fvcore and the primary differ by more than 1% the count names the operators
+that differ. A model that cannot run on the meta device (it reads its input's values: .item(),
+numpy) is counted by fvcore instead, and the count says so.
+
+Every counter runs on an eval-mode copy of the module tree: thop leaves `total_ops` buffers on the
+modules it visits, a failed fvcore trace leaves hooks, and none calls eval() (train-mode BatchNorm
+would update its stats). The copy shares the tensors already on the counting device rather than
+copying them. MultiheadAttention's fast path is off while counting, else it is one fused op that
+every counter misses (notes/flops.md).
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import math
 import re
 import warnings
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Iterator
 
 import torch
 from torch import nn
 
+from segbench.inference import InferenceSettings, forward_sizes
 from segbench.models.segmentor import AUXILIARY_PREFIX
+
+CROSS_CHECK_TOLERANCE = 0.01
+"""fvcore and the primary count may differ this much (fvcore adds estimates for norms, resizes)."""
 
 # Ops whose work dominates a network: fvcore skipping one means its total is wrong, not rough.
 _HEAVY_OP = re.compile(r"conv|linear|matmul|mm$|einsum|attention|dot|mv$")
@@ -37,8 +51,15 @@ def count_params(model: nn.Module) -> dict[str, int]:
     return {"total": total, "inference": inference}
 
 
-def _counting_copy(model: nn.Module, device: str = "cpu") -> nn.Module:
-    return copy.deepcopy(model).to(device).eval()
+def _counting_copy(model: nn.Module, device: torch.device | str) -> nn.Module:
+    """An eval-mode copy of the module tree on `device`. Tensors already there are shared, not
+    copied (counting under no_grad in eval mode only reads them); on the meta device nothing is
+    allocated. Counters' buffers and hooks land on the copied modules."""
+    memo: dict[int, torch.Tensor] = {}
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        moved = tensor.detach().to(device)
+        memo[id(tensor)] = nn.Parameter(moved, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else moved
+    return copy.deepcopy(model, memo).eval()
 
 
 @contextmanager
@@ -107,7 +128,7 @@ def _fvcore_analysis(model: nn.Module, image: torch.Tensor):
     from fvcore.nn import FlopCountAnalysis
 
     logging.getLogger("fvcore").setLevel(logging.ERROR)
-    analysis = FlopCountAnalysis(_counting_copy(model), (image,)).set_op_handle(**_FVCORE_HANDLES)
+    analysis = FlopCountAnalysis(_counting_copy(model, image.device), (image,)).set_op_handle(**_FVCORE_HANDLES)
     return analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
 
 
@@ -168,69 +189,217 @@ def thop_macs(model: nn.Module, image: torch.Tensor) -> int:
     from thop import profile
 
     with _quiet_counting():
-        macs, _ = profile(_counting_copy(model), inputs=(image,), custom_ops=_THOP_RULES, verbose=False)
+        macs, _ = profile(_counting_copy(model, image.device), inputs=(image,), custom_ops=_THOP_RULES, verbose=False)
     return int(macs)
 
 
-def flop_counter_flops(model: nn.Module, input_size: tuple[int, int]) -> int:
-    """torch's FlopCounterMode on the meta device: FLOPs (2 per multiply-add) of one forward."""
+# --- FlopCounterMode formulas (FLOPs: 2 per multiply-add) for ops it would decompose to 0 ---------
+# Each receives the operands' shapes, as FlopCounterMode's own formulas do.
+
+
+def _mv_flops(matrix, vector, *args, out_shape=None, **kwargs) -> int:
+    return 2 * math.prod(matrix)
+
+
+def _addmv_flops(bias, matrix, vector, *args, out_shape=None, **kwargs) -> int:
+    return 2 * math.prod(matrix)
+
+
+def _dot_flops(a, b, *args, out_shape=None, **kwargs) -> int:
+    return 2 * a[0]
+
+
+def _addbmm_flops(bias, batch1, batch2, *args, out_shape=None, **kwargs) -> int:
+    return 2 * math.prod(batch1) * batch2[-1]
+
+
+def _trilinear_flops(i1, i2, i3, expand1, expand2, expand3, sumdim, unroll_dim=1, out_shape=None) -> int:
+    """F.bilinear's kernel: one multiply-add per element of the three operands' broadcast shape
+    (each unsqueezed at its expand dims), summed dims included: batch · out · in1 · in2 for F.bilinear."""
+    sizes = [1] * (len(i1) + len(expand1))
+    for shape, expand in ((i1, expand1), (i2, expand2), (i3, expand3)):
+        full = list(shape)
+        for dim in sorted(expand):
+            full.insert(dim, 1)
+        sizes = [max(a, b) for a, b in zip(sizes, full)]
+    return 2 * math.prod(sizes)
+
+
+_FLOP_FORMULAS = {
+    torch.ops.aten.mv: _mv_flops,
+    torch.ops.aten.addmv: _addmv_flops,
+    torch.ops.aten.dot: _dot_flops,
+    torch.ops.aten.addbmm: _addbmm_flops,
+    torch.ops.aten._trilinear: _trilinear_flops,
+}
+
+
+def _meta_flops(model: nn.Module, input_size: tuple[int, int]) -> dict[str, dict[str, int]]:
+    """FLOPs per aten op of one forward pass on a meta-device copy, per module ('' is the whole
+    model, else its named_modules name). Raises where the model cannot run on the meta device."""
     from torch.utils.flop_counter import FlopCounterMode
 
     meta_model = _counting_copy(model, "meta")
-    image = torch.empty(1, 3, *input_size, device="meta")
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=_FLOP_FORMULAS)
     with _quiet_counting(), counter:
-        meta_model(image)
-    return int(counter.get_total_flops())
+        meta_model(torch.empty(1, 3, *input_size, device="meta"))
+    root = type(meta_model).__name__  # FlopCounterMode names modules "<root class>.<path>"
+    by_module: dict[str, dict[str, int]] = {}
+    for name, ops in counter.get_flop_counts().items():
+        if name == "Global" or name.startswith(root + "."):
+            by_module[name.removeprefix(root + ".") if name != "Global" else ""] = {str(op): int(n) for op, n in ops.items()}
+    return by_module
 
 
-def count_macs(model: nn.Module, input_size: tuple[int, int]) -> dict[str, Any]:
-    """MACs of one forward pass at batch 1 and the given (H, W), by fvcore, thop and FlopCounterMode.
+# --- fvcore against the primary: which operators differ ------------------------------------
 
-    A skipped conv, linear, matmul, einsum or attention op raises: the total would be silently low.
-    Elementwise ops fvcore does not count are listed under fvcore_unsupported_ops. A model that
-    cannot run on the meta device gets flop_counter_error instead of a third count.
-    """
-    image = torch.zeros(1, 3, *input_size)
-    unavailable = {}  # a cross-check counter that is not installed: the sweep goes on and the record says so
+_OTHER_OPERATORS = "elementwise, norms, resizes, pooling"
+_OPERATOR_GROUPS = (
+    ("convolution", re.compile(r".*conv.*")),
+    ("matrix products and attention", re.compile(r".*mm|mv|addmv|dot|linear|matmul|einsum|bilinear|_trilinear|.*attention.*")),
+)
+
+
+def _operator_group(op: str) -> str:
+    """The kind of work an op does, for FlopCounterMode's names (aten.mm) and fvcore's (linear)."""
+    name = op.split(".")[-1].split("::")[-1]
+    return next((group for group, pattern in _OPERATOR_GROUPS if pattern.fullmatch(name)), _OTHER_OPERATORS)
+
+
+def _operators_differing(primary_by_op: dict[str, int], fvcore_by_op: dict[str, int]) -> list[dict[str, Any]]:
+    """Per kind of operator where the two counts differ: each side's total and its operators.
+
+    Grouped, because the two name one piece of work differently: nn.Linear is fvcore's `linear`
+    and FlopCounterMode's `aten.addmm`; einsum and @ reach FlopCounterMode as `aten.bmm`."""
+    groups = [group for group, _ in _OPERATOR_GROUPS] + [_OTHER_OPERATORS]
+    rows = []
+    for group in groups:
+        ours = {op: n for op, n in primary_by_op.items() if _operator_group(op) == group}
+        theirs = {op: n for op, n in fvcore_by_op.items() if _operator_group(op) == group}
+        if sum(ours.values()) != sum(theirs.values()):
+            rows.append({"operators": group, "flop_counter_macs": sum(ours.values()), "fvcore": sum(theirs.values()),
+                         "flop_counter_by_operator": ours, "fvcore_by_operator": theirs})  # fmt: skip
+    return sorted(rows, key=lambda r: -abs(r["flop_counter_macs"] - r["fvcore"]))
+
+
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+def _cross_check(model: nn.Module, input_size: tuple[int, int], device: torch.device | str, macs: dict[str, Any]) -> None:
+    """fvcore and thop on `device` into `macs`; a counter that is not installed is listed as unavailable."""
+    image = torch.zeros(1, 3, *input_size, device=device)
+    macs["cross_check_device"] = str(device)
+    unavailable = {}
     try:
         fv = fvcore_macs(model, image)
     except ImportError as exc:
-        fv, unavailable["fvcore"] = {"total": None, "by_operator": None, "unsupported_ops": {}}, f"{type(exc).__name__}: {exc}"
-    heavy = sorted(op for op in fv["unsupported_ops"] if _HEAVY_OP.search(op))
-    if heavy:
-        raise RuntimeError(f"fvcore could not count {', '.join(heavy)}: the MACs total would be wrong")
+        unavailable["fvcore"] = _first_line(exc)
+    else:
+        macs.update(fvcore=fv["total"], fvcore_by_operator=fv["by_operator"], fvcore_unsupported_ops=fv["unsupported_ops"])
     try:
-        th = thop_macs(model, image)
+        macs["thop"] = thop_macs(model, image)
     except ImportError as exc:
-        th, unavailable["thop"] = None, f"{type(exc).__name__}: {exc}"
-    macs: dict[str, Any] = {
-        "input_size": list(input_size),
-        "fvcore": fv["total"],
-        "thop": th,
-        "thop_over_fvcore": th / fv["total"] if th is not None and fv["total"] else None,
-        "fvcore_by_operator": fv["by_operator"],
-        "fvcore_unsupported_ops": fv["unsupported_ops"],
-        **({"unavailable": unavailable} if unavailable else {}),
-    }
+        unavailable["thop"] = _first_line(exc)
+    if unavailable:
+        macs["cross_check_unavailable"] = unavailable
+    if "fvcore" in macs and "thop" in macs:
+        macs["thop_over_fvcore"] = macs["thop"] / macs["fvcore"] if macs["fvcore"] else None
+
+
+def count_macs(
+    model: nn.Module, input_size: tuple[int, int], *, device: torch.device | str = "cpu", cross_check: bool = True
+) -> dict[str, Any]:
+    """MACs of one forward pass at batch 1 and the given (H, W): `per_forward` by the `primary` counter.
+
+    The primary is FlopCounterMode on the meta device (`flop_counter_*`). With `cross_check`, fvcore
+    and thop count too, by a real forward pass on `device`; where fvcore differs by more than 1%,
+    `operators_differing` says where. A model that cannot run on the meta device is counted by
+    fvcore on `device` (`flop_counter_error` says why); then a conv, linear, matmul, einsum or
+    attention op fvcore skips raises, since the total would be silently low.
+    """
+    size = tuple(input_size)
+    macs: dict[str, Any] = {"input_size": list(size)}
     try:
-        flops = flop_counter_flops(model, input_size)
-    except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
-        macs["flop_counter_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        if fv["total"] is None:
-            raise RuntimeError(f"no MAC count: fvcore is not installed and FlopCounterMode failed ({macs['flop_counter_error']})") from exc
-        return macs
-    macs["flop_counter_flops"] = flops
-    macs["flop_counter_macs"] = flops // 2
-    macs["fvcore_over_flop_counter"] = fv["total"] / (flops / 2) if flops and fv["total"] is not None else None
+        flops = _meta_flops(model, size)[""]
+    except Exception as exc:  # noqa: BLE001  (any op that needs real values: fvcore counts instead)
+        macs["flop_counter_error"] = _first_line(exc)
+    else:
+        total = sum(flops.values())
+        macs.update(
+            primary="flop_counter", per_forward=total // 2, flop_counter_flops=total, flop_counter_macs=total // 2,
+            flop_counter_macs_by_operator={op: n // 2 for op, n in sorted(flops.items())},
+        )  # fmt: skip
+    if cross_check or "primary" not in macs:
+        _cross_check(model, size, device, macs)
+    if "primary" not in macs:
+        if "fvcore" not in macs:
+            raise RuntimeError(f"cannot count MACs: {macs['flop_counter_error']} on the meta device, and fvcore is not installed")
+        heavy = sorted(op for op in macs["fvcore_unsupported_ops"] if _HEAVY_OP.search(op))
+        if heavy:
+            raise RuntimeError(f"fvcore could not count {', '.join(heavy)}: the MACs total would be wrong")
+        macs.update(primary="fvcore", per_forward=macs["fvcore"])
+    elif "fvcore" in macs:
+        primary = macs["flop_counter_macs"]
+        macs["fvcore_over_flop_counter"] = macs["fvcore"] / primary if primary else None
+        if abs(macs["fvcore"] - primary) > CROSS_CHECK_TOLERANCE * primary:
+            macs["operators_differing"] = _operators_differing(macs["flop_counter_macs_by_operator"], macs["fvcore_by_operator"])
+    return macs
+
+
+_SHARED: dict[tuple[str, tuple[int, int], str | None], dict[str, Any]] = {}
+"""count_macs results by (architecture, forward size, cross-check device or None), for the process."""
+
+
+def count_macs_as_tested(
+    model: nn.Module,
+    test: InferenceSettings,
+    *,
+    ms_flip: bool = False,
+    device: torch.device | str = "cpu",
+    cross_check: bool = True,
+    shared_as: str | None = None,
+) -> dict[str, Any]:
+    """MACs of what is timed: count_macs at the size the network sees (`forward_size`: the crop in
+    slide mode), `forwards_per_image` (every sliding window) and `per_image`; with `ms_flip`, also
+    `ms_flip`: every scale and flip of a multi-scale + flip evaluation, each scale counted at its own size.
+
+    `shared_as` names the architecture (e.g. its build spec): counts are then kept for the process,
+    so entries that share an architecture and size are counted, and cross-checked, once.
+    """
+
+    def counted(size: tuple[int, int], check: bool) -> dict[str, Any]:
+        key = (shared_as, size, str(device) if check else None)
+        if shared_as is None or key not in _SHARED:
+            result = count_macs(model, size, device=device, cross_check=check)
+            if shared_as is None:
+                return result
+            _SHARED[key] = result
+        return copy.deepcopy(_SHARED[key])
+
+    ((forward, forwards),) = forward_sizes(replace(test, multi_scale_flip=False)).items()
+    macs = counted(forward, cross_check)
+    macs.update(input_size=list(test.test_size), forward_size=list(forward), forwards_per_image=forwards,
+                per_image=forwards * macs["per_forward"])  # fmt: skip
+    if ms_flip:
+        plan = sorted(forward_sizes(replace(test, multi_scale_flip=True)).items())
+        passes = [{"size": list(size), "forwards": n, "per_forward": counted(size, False)["per_forward"]} for size, n in plan]
+        macs["ms_flip"] = {"forwards": passes, "per_image": sum(p["forwards"] * p["per_forward"] for p in passes)}
     return macs
 
 
 def module_breakdown(model: nn.Module, input_size: tuple[int, int], depth: int) -> list[dict[str, Any]]:
-    """Params and fvcore MACs per module down to `depth` dots ('' is the whole model), in model order."""
-    analysis = _fvcore_analysis(model, torch.zeros(1, 3, *input_size))
-    with _quiet_counting():
-        by_module = analysis.by_module()
+    """Params and primary MACs per module down to `depth` dots ('' is the whole model), in model order.
+
+    From the meta-device count; by fvcore (on the model's device) where the model cannot run on meta."""
+    size = tuple(input_size)
+    try:
+        by_module = {name: sum(ops.values()) // 2 for name, ops in _meta_flops(model, size).items()}
+    except Exception:  # noqa: BLE001  (as in count_macs: fvcore counts instead)
+        device = next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).device
+        analysis = _fvcore_analysis(model, torch.zeros(1, 3, *size, device=device))
+        with _quiet_counting():
+            by_module = analysis.by_module()
     rows = []
     for name, module in model.named_modules():
         if name.count(".") + (1 if name else 0) > depth:

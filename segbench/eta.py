@@ -17,7 +17,7 @@ from rich.progress import ProgressColumn
 from rich.text import Text
 
 from segbench.inference import slide_windows
-from segbench.records import primary_macs, reusable_complexity
+from segbench.records import macs_per_image, reusable_complexity
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def model_work(specs, settings, results_dir: Path) -> dict[str, Work]:
         else:
             pixels = size[0] * size[1]
         earlier = reusable_complexity(results_dir, spec.name, spec.spec_hash(), list(size))  # skips unreadable records
-        work[spec.name] = Work(pixels, primary_macs(earlier) if earlier else None)
+        work[spec.name] = Work(pixels, macs_per_image(earlier) if earlier else None)
     return work
 
 
@@ -72,7 +72,7 @@ class SweepPace:
         seconds, self._last = now - self._last, now
         work = self._pending.pop(outcome.spec.name)
         if outcome.status == "ok":
-            self._done.append((Work(work.pixels, primary_macs(outcome.record)), seconds))  # none on torchrun rank > 0
+            self._done.append((Work(work.pixels, macs_per_image(outcome.record)), seconds))  # none on torchrun rank > 0
         left = seconds_left(self._done, list(self._pending.values()))
         return None if left is None else now + left
 

@@ -10,6 +10,7 @@ resized with the model's own align_corners setting.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -147,6 +148,25 @@ def multi_scale_size(size: tuple[int, int], scale: tuple[int, int], ratio: float
     image fitted into it with its aspect ratio kept. Ratio 1.0 gives the single-scale size.
     """
     return keep_ratio_size(size, (int(scale[0] * ratio), int(scale[1] * ratio)))
+
+
+def forward_sizes(settings: InferenceSettings) -> dict[tuple[int, int], int]:
+    """How many forward passes of each (H, W) one prediction at the settings' test size makes, as
+    `class_scores` runs them: one per sliding window in slide mode, for every scale and both flips
+    with multi-scale + flip."""
+    if settings.test_size is None:
+        raise ValueError("forward_sizes needs the settings' test_size")
+    if settings.multi_scale_flip:
+        images = [multi_scale_size(settings.test_size, settings.test_size, scale) for scale in settings.scales for _flip in range(2)]
+    else:
+        images = [settings.test_size]
+    counts: Counter[tuple[int, int]] = Counter()
+    for size in images:
+        if settings.mode == "slide":
+            counts.update((y2 - y1, x2 - x1) for y1, y2, x1, x2 in slide_windows(size, settings.crop_size, settings.stride))
+        else:
+            counts[tuple(size)] += 1
+    return dict(counts)
 
 
 @torch.inference_mode()

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segbench.manifest import ModelSpec
-from segbench.records import primary_macs
+from segbench.records import macs_per_image
 
 ORDERS = ("breadth", "manifest")
 
@@ -131,17 +131,17 @@ def past_runs(records: Iterable[dict[str, Any]]) -> list[PastRun]:
     """Cost evidence of successful records that kept their duration and MACs."""
     runs = []
     for r in records:
-        macs, seconds = primary_macs(r), r.get("duration_s")
+        macs, seconds = macs_per_image(r), r.get("duration_s")
         if r.get("status") == "ok" and macs and seconds and _iterations(r):
             runs.append(PastRun(r["model"], r["environment"]["hardware"], float(seconds), float(macs) * _iterations(r)))
     return runs
 
 
 def known_macs(records: Iterable[dict[str, Any]]) -> dict[tuple[str, tuple[int, int]], int]:
-    """(model, input size) -> MACs of one forward, from records of any hardware (MACs do not depend on it)."""
+    """(model, input size) -> MACs per image as tested, from records of any hardware (MACs do not depend on it)."""
     found = {}
     for r in records:
-        macs, size = primary_macs(r), (r.get("macs") or {}).get("input_size")
+        macs, size = macs_per_image(r), (r.get("macs") or {}).get("input_size")
         if r.get("status") == "ok" and macs and size:
             found[(r["model"], tuple(size))] = int(macs)
     return found
@@ -251,7 +251,7 @@ class TimeBudget:
         attempt = self.attempts[-1]
         attempt.actual = self.clock() - attempt.started
         if record.get("status") == "ok":
-            self.cost.observe(attempt.model, tuple(size), iterations, attempt.actual, primary_macs(record))
+            self.cost.observe(attempt.model, tuple(size), iterations, attempt.actual, macs_per_image(record))
 
     def report(self) -> list[str]:
         """Per model estimated vs actual, the total miss, and what is left undone (one line)."""

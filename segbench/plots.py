@@ -44,7 +44,7 @@ class Axis:
 AXES = {
     "latency": Axis("latency_median_ms", "Latency, median (ms, batch 1)", "latency", True, True, timed=True),
     "fps": Axis("fps", "Throughput (FPS, batch 1)", "FPS", True, False, timed=True),
-    "macs": Axis("gmacs", "MACs (G, fvcore: multiply-add = 1)", "MACs", False, True),
+    "macs": Axis("gmacs", "MACs per image (G, as timed; multiply-add = 1)", "MACs", False, True),
     "params": Axis("params_m", "Params (M, inference graph)", "parameters", False, True),
     "memory": Axis("memory_mb", "Inference memory, peak (MB, batch 1)", "inference memory", True, True),
 }

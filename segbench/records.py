@@ -286,7 +286,11 @@ def reusable_complexity(results_dir: Path, model: str, spec_hash: str, input_siz
     return None
 
 
-def primary_macs(record: dict[str, Any]) -> int | None:
-    """MACs of one forward pass: fvcore's count, else FlopCounterMode's where fvcore was not installed."""
+def macs_per_image(record: dict[str, Any]) -> int | None:
+    """The primary MACs of one timed prediction (every sliding window). A record from before
+    per-image counts has fvcore's count of one whole-image forward: that is the per-image count in
+    whole mode, and unknown (None) in slide mode."""
     macs = record.get("macs") or {}
-    return macs.get("fvcore") if macs.get("fvcore") is not None else macs.get("flop_counter_macs")
+    if "per_image" in macs:
+        return macs["per_image"]
+    return macs.get("fvcore") if (record.get("settings") or {}).get("mode", "whole") == "whole" else None

@@ -21,7 +21,7 @@ import pandas as pd
 from segbench import PROJECT_ROOT
 from segbench.formatting import fixed
 from segbench.manifest import ModelSpec, load_zoo
-from segbench.records import is_demo_accuracy, iter_records, primary_macs
+from segbench.records import is_demo_accuracy, iter_records, macs_per_image
 from segbench.stats import latency_summary
 from segbench.validity import validity_of
 
@@ -87,8 +87,8 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
     if "params" in record:
         row.update(params_m=record["params"]["inference"] / 1e6, params_total_m=record["params"]["total"] / 1e6)
     if "macs" in record:
-        thop = record["macs"]["thop"]
-        row.update(gmacs=primary_macs(record) / 1e9, gmacs_thop=thop / 1e9 if thop is not None else None)
+        per_image, thop = macs_per_image(record), record["macs"].get("thop")
+        row.update(gmacs=per_image / 1e9 if per_image is not None else None, gmacs_thop=thop / 1e9 if thop is not None else None)
     if "latency" in record:
         latency = record["latency"]
         stats = latency_summary(latency["samples"])

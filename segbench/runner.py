@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import json
 import time
 import traceback
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from segbench.build import build_model
 from segbench.checkpoint import load_checkpoint
 from segbench.cityscapes import CityscapesDataset, cityscapes_pairs, dataset_fingerprint, dataset_root
-from segbench.complexity import count_macs, count_params
+from segbench.complexity import count_macs_as_tested, count_params
 from segbench.environment import collect_environment, load_average_1min
 from segbench.errors import SegbenchError
 from segbench.eta import SweepPace, TimeLeftColumn, model_work
@@ -270,12 +271,17 @@ def _profile(
     `record`, each only when `settings.measure` names it."""
     wanted = set(settings.measure)
     size = tuple(record["settings"]["input_size"])
+    ms_flip = bool(settings.evaluation and settings.evaluation.ms_flip)
     reused = reusable_complexity(results_dir, spec.name, spec.spec_hash(), list(size)) if wanted & {"params", "macs"} else None
+    if reused and not ("per_image" in reused["macs"] and (not ms_flip or "ms_flip" in reused["macs"])):
+        reused = None  # counted before per-image MACs, or without this run's ms+flip scales
     if "params" in wanted:
         record["params"] = reused["params"] if reused else count_params(model)
     if "macs" in wanted:
         progress.update(task, description=f"{spec.name}: counting MACs at {size[0]}×{size[1]}")
-        record["macs"] = dict(reused["macs"], reused_from=reused["source"]) if reused else count_macs(model, size)
+        record["macs"] = dict(reused["macs"], reused_from=reused["source"]) if reused else count_macs_as_tested(
+            model, test, ms_flip=ms_flip, device=settings.device, shared_as=json.dumps(spec.build.as_dict(), sort_keys=True)
+        )  # fmt: skip
     if not wanted & {"latency", "memory"}:
         return
 

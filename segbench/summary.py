@@ -8,7 +8,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from segbench.formatting import fixed
-from segbench.records import is_demo_accuracy, primary_macs
+from segbench.records import is_demo_accuracy, macs_per_image
 from segbench.stats import latency_summary
 
 LOG_WIDTH = 170
@@ -33,7 +33,7 @@ def print_summary(outcomes, console: Console) -> None:
 
 def _summary_table(outcomes) -> Table:
     table = Table(title="segbench summary")
-    for column in ("Model", "Status", "Params (M)", "MACs (G)", "Median (ms)", "p90 (ms)", "FPS", "Mem (MB)", "Train mem (GB)", "s/iter", "mIoU", "Note"):
+    for column in ("Model", "Status", "Params (M)", "MACs/image (G)", "Median (ms)", "p90 (ms)", "FPS", "Mem (MB)", "Train mem (GB)", "s/iter", "mIoU", "Note"):
         if column == "Note":  # error messages: wrapped between words
             table.add_column(column, overflow="fold")
         else:
@@ -53,7 +53,7 @@ def _summary_table(outcomes) -> Table:
             escape(o.spec.name),
             "[green]ok[/]" if o.status == "ok" else "[dim]skipped[/]",
             fixed(r["params"]["inference"] / 1e6, 2) if "params" in r else "—",
-            fixed(primary_macs(r) / 1e9, 1) if "macs" in r else "—",
+            fixed(macs_per_image(r) / 1e9, 1) if macs_per_image(r) is not None else "—",
             *((f"{stats['median_ms']:.1f}", f"{stats['p90_ms']:.1f}", f"{stats['fps']:.2f}") if stats else ("—",) * 3),
             f"{memory['peak_allocated_bytes'] / 2**20:.0f}" if memory.get("measured") else "—",
             f"{train_memory['peak_allocated_bytes'] / 2**30:.2f}" if train_memory else "—",

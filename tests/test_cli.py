@@ -174,11 +174,18 @@ def test_preset_with_a_negative_warmup_names_file_and_field(toy_zoo, tmp_path, c
     assert f"{preset}: field 'warmup': expected an integer of at least 0, got -1" in capsys.readouterr().err
 
 
-def test_profile_prints_the_three_counts_and_a_breakdown(toy_zoo, capsys):
-    assert main(["profile", "toy_a", "--zoo", str(toy_zoo), "--breakdown", "--depth", "1", "--input-size", "64x64"]) == 0
+def test_profile_prints_the_three_counts_and_a_breakdown(toy_zoo, capsys, monkeypatch):
+    args = ["profile", "toy_a", "--zoo", str(toy_zoo), "--breakdown", "--depth", "1", "--input-size", "64x64"]
+    assert main([*args, "--cross-check"]) == 0
     out = capsys.readouterr().out
     stem, classifier = 32 * 32 * 8 * 3 * 9, 32 * 32 * 4 * 8  # 3x3 stride-2 conv, then 1x1 conv, at 32x32
-    assert "toy_a at 64×64 (H×W)" in out and "thop/fvcore 1.0000" in out and "fvcore/it 1.0000" in out
+    assert "toy_a at 64×64 (H×W)" in out and "thop/fvcore 1.0000" in out and "fvcore/primary 1.0000" in out
+    assert f"MACs per image as tested (whole): 1 × {(stem + classifier) / 1e3:.2f} K" in out
+    table = out[out.index("params and MACs per module"):]
+    monkeypatch.setattr("segbench.complexity.fvcore_macs", None)  # without --cross-check no real forward pass runs
+    assert main(args) == 0
+    quick = capsys.readouterr().out
+    assert "fvcore" not in quick and quick.endswith(table)
     rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]] for line in out.splitlines() if line.count("│") == 6}
     assert rows["(model)"] == ["TinySegmentor", "260", f"{(stem + classifier) / 1e3:.2f} K", "100.0"]
     assert rows["stem"][2] == f"{stem / 1e3:.2f} K" and rows["classifier"][3] == f"{100 * classifier / (stem + classifier):.1f}"
@@ -258,3 +265,12 @@ def test_manifest_text_with_brackets_is_listed_as_written(toy_zoo, capsys):
     assert main(["list", "--zoo", str(toy_zoo)]) == 0
     cells = table_cells(capsys.readouterr().out)
     assert "[/backbone.layer4]" in cells and "40.00 ([bold]ADE20K)" in cells
+
+
+def test_profile_of_a_model_that_cannot_run_on_meta_counts_with_fvcore(toy_zoo, capsys):
+    manifest = toy_zoo / "toy.yaml"
+    manifest.write_text(manifest.read_text().replace("tiny_segmentor\n    kwargs: {num_classes: 4}", "data_dependent_segmentor\n    kwargs: {}"))
+    assert main(["profile", "toy_a", "--zoo", str(toy_zoo)]) == 0
+    out = capsys.readouterr().out
+    hand = 16 * 32 * (8 * 3 * 9 + 4 * 8)  # as TinySegmentor at 32x64
+    assert f"{hand / 1e3:.2f} K (fvcore: the model cannot run on the meta device" in out

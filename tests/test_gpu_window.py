@@ -7,8 +7,9 @@ import sys
 import tarfile
 from pathlib import Path
 
-from segbench.formatting import fixed
+from segbench import complexity
 from segbench.cli import main
+from segbench.formatting import fixed
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "gpu_window.py"
@@ -50,6 +51,7 @@ def test_gpu_window_on_cpu_packs_records_logs_and_summary_and_merges_back(toy_zo
 
 
 def test_a_sweep_without_fvcore_and_thop_records_them_unavailable(toy_zoo, tmp_path, monkeypatch):
+    monkeypatch.setattr(complexity, "_SHARED", {})  # no count of this architecture kept from an earlier test
     for name in ("fvcore", "fvcore.nn", "thop"):
         monkeypatch.setitem(sys.modules, name, None)  # import fails as if not installed
     out = tmp_path / "out"
@@ -57,6 +59,6 @@ def test_a_sweep_without_fvcore_and_thop_records_them_unavailable(toy_zoo, tmp_p
                  "--warmup", "1"]) == 0  # fmt: skip
     (path,) = (out / "results").glob("*/toy_a.json")
     macs = json.loads(path.read_text())["macs"]
-    assert sorted(macs["unavailable"]) == ["fvcore", "thop"] and macs["fvcore"] is None and macs["thop"] is None
-    assert macs["flop_counter_macs"] == 16 * 32 * (8 * 3 * 9 + 4 * 8)  # by hand: conv 3x3 3->8 at 16x32, conv 1x1 8->4
+    assert sorted(macs["cross_check_unavailable"]) == ["fvcore", "thop"] and "fvcore" not in macs and "thop" not in macs
+    assert macs["per_image"] == 16 * 32 * (8 * 3 * 9 + 4 * 8)  # by hand: conv 3x3 3->8 at 16x32, conv 1x1 8->4
     assert f"| {fixed(16 * 32 * (8 * 3 * 9 + 4 * 8) / 1e9, 1)} |" in (out / "model_zoo.md").read_text()

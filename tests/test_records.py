@@ -16,6 +16,7 @@ from segbench.records import (
     current_record,
     is_current,
     iter_records,
+    macs_per_image,
     read_record,
     record_path,
     reusable_complexity,
@@ -213,3 +214,11 @@ def test_a_full_disk_when_the_page_is_written_after_a_sweep_is_one_line(toy_zoo,
     err = capsys.readouterr().err
     assert "Traceback" not in err and "segbench summary" in err
     assert f"segbench: error: {tmp_path / 'out'}: cannot write the page and plots: No space left on device" in err.splitlines()
+
+
+def test_macs_per_image_of_old_and_new_records():
+    new = make_record(macs={"per_image": 90, "per_forward": 10, "fvcore": 10}, settings={"mode": "slide"})
+    assert macs_per_image(new) == 90
+    # before per-image counts: fvcore's whole-image forward, which is the per-image count in whole mode only
+    assert macs_per_image(make_record(settings={"mode": "whole"})) == 10
+    assert macs_per_image(make_record(settings={"mode": "slide"})) is None

@@ -60,7 +60,7 @@ def test_every_measured_number_traces_to_its_record(measured):
 def test_page_states_units_and_shape_convention(measured):
     zoo, out = measured
     page = render_markdown(load_frame(out / "results", zoo))
-    for fragment in ("1024×2048 (H×W)", "MACs (G)", "Params (M)", "Latency median (ms)", "Inference mem (MB)", "Training mem (GB)",
+    for fragment in ("1024×2048 (H×W)", "MACs/image (G)", "Params (M)", "Latency median (ms)", "Inference mem (MB)", "Training mem (GB)",
                      "one fused\n  multiply-add counts once", "`cudnn.benchmark=False`", "50.50 (reported)"):  # fmt: skip
         assert fragment in page
     assert "2048x1024" not in page

@@ -130,7 +130,7 @@ def test_measure_params_and_macs_only_skips_timing_and_the_page_shows_dashes(toy
 
 
 def test_measure_miou_only_evaluates(toy_zoo, synthetic_cityscapes, tmp_path, monkeypatch):
-    monkeypatch.setattr(segbench.runner, "count_macs", lambda *a, **k: pytest.fail("MACs counted"))
+    monkeypatch.setattr(segbench.runner, "count_macs_as_tested", lambda *a, **k: pytest.fail("MACs counted"))
     out = tmp_path / "out"
     assert bench(toy_zoo, out, "--models", "toy_a", "--measure", "miou", "--data-root", str(synthetic_cityscapes)) == 0
     record = records(out)["toy_a.json"]

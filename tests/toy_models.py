@@ -62,3 +62,14 @@ BRACKETED_MESSAGE = "[/backbone.layer4] [enforce fail at alloc_cpu.cpp:127]"
 def bracketed_error_segmentor() -> nn.Module:
     """Fails with square brackets in its message, as torch's allocator and module paths print them."""
     raise RuntimeError(BRACKETED_MESSAGE)
+
+
+class DataDependent(TinySegmentor):
+    """Scales its logits by a value read from the input (.item()): it cannot run on the meta device."""
+
+    def forward(self, x):
+        return super().forward(x) * float(x.mean().item() >= -1e9)
+
+
+def data_dependent_segmentor() -> nn.Module:
+    return DataDependent(4)
