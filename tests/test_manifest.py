@@ -1,5 +1,9 @@
 """Manifest loading: every mistake is one line naming file, model and field."""
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,6 +12,8 @@ import torch
 from segbench.build import build_model, model_builder
 from segbench.errors import SegbenchError
 from segbench.manifest import load_manifest, load_zoo, select_models
+
+ROOT = Path(__file__).resolve().parent.parent
 
 GOOD = """\
 Collections:
@@ -116,3 +122,47 @@ def test_random_init_weights_are_reproducible(tmp_path):
     (spec,) = load_manifest(write(tmp_path, GOOD))
     first, second = build_model(spec).state_dict(), build_model(spec).state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+# --------------------------------------------------------------------------- Build.callable modules
+
+
+@pytest.mark.parametrize(
+    "source, raised",
+    [
+        ("def broken(:\n    pass\n", "SyntaxError"),
+        ("raise RuntimeError('no GPU driver\\nsecond line')\n", "RuntimeError"),
+        ("import sys\nsys.exit(2)\n", "SystemExit"),
+        ("import no_such_dependency_xyz\n", "ModuleNotFoundError"),
+    ],
+)
+def test_a_callable_module_that_raises_on_import_is_one_line(tmp_path, monkeypatch, source, raised):
+    module = f"raising_on_import_{raised.lower()}"
+    (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    message = error_of(write(tmp_path, GOOD.replace("toy_models:tiny_segmentor", f"{module}:build")))
+    assert "model 'toy'" in message and "field 'Build.callable'" in message
+    assert f"module {module!r}" in message and raised in message
+
+
+def test_callables_in_the_current_directory_import_under_both_entry_styles(tmp_path):
+    """`python -m segbench.cli` puts the current directory first on sys.path; the installed `segbench` script puts its bin
+    directory there instead. Both must find a builder module in the current directory."""
+    work, bin_dir = tmp_path / "work", tmp_path / "bin"
+    (work / "zoo").mkdir(parents=True)
+    bin_dir.mkdir()
+    (work / "my_local_models.py").write_text((Path(__file__).parent / "toy_models.py").read_text())
+    (work / "zoo" / "mine.yaml").write_text(GOOD.replace("toy_models:", "my_local_models:"))
+    # What pip writes for `segbench = "segbench.cli:main"`: a script whose directory becomes sys.path[0].
+    (bin_dir / "segbench").write_text("import sys\nfrom segbench.cli import main\nsys.exit(main())\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for command in ([sys.executable, "-m", "segbench.cli"], [sys.executable, str(bin_dir / "segbench")]):
+        done = subprocess.run([*command, "validate", "--zoo", "zoo"], cwd=work, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, (command, done.stderr)
+        assert "1 model(s) in 1 manifest(s): OK" in done.stdout
+
+
+def test_a_callable_module_not_found_suggests_pythonpath(tmp_path):
+    message = error_of(write(tmp_path, GOOD.replace("toy_models:", "no_such_module_xyz:")))
+    assert "PYTHONPATH" in message
+
