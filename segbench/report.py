@@ -17,7 +17,7 @@ import jinja2
 import pandas as pd
 
 from segbench import PROJECT_ROOT
-from segbench.manifest import ModelSpec, load_zoo
+from segbench.manifest import BUILTIN_WEIGHTS, ModelSpec, load_zoo
 from segbench.records import is_demo_accuracy, iter_records
 from segbench.stats import latency_summary
 
@@ -51,7 +51,7 @@ def _spec_columns(spec: ModelSpec, order: int) -> dict[str, Any]:
         "miou_source": reported.source if reported else None,
         "train_mem_gb": spec.train_memory_gb,
         "config": spec.config,
-        "weights": spec.weights,
+        "weights": None if spec.builtin_weights else spec.weights,  # a link to the file; builtin ones have none
     }
 
 
@@ -72,7 +72,7 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
         + (", torch.compile" if settings.get("compile") else ""),
         "cudnn": f"benchmark={settings.get('cudnn_benchmark')}, deterministic={settings.get('cudnn_deterministic')}",
         "input_kind": settings.get("input"),
-        "weights_source": "random-init" if settings.get("weights") == "random-init" else "published",
+        "weights_source": settings["weights"] if settings.get("weights") in ("random-init", BUILTIN_WEIGHTS) else "published",
         **{f"env_{k}": env.get(k) for k in _ENV_FIELDS},
     }
     if record["status"] != "ok":

@@ -54,3 +54,8 @@ def oom_raising_segmentor() -> nn.Module:
     import torch
 
     raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+
+
+def options_segmentor(num_classes: int = 4, **options) -> nn.Module:
+    """Accepts any keyword argument, as builders forwarding `**kwargs` to a config do."""
+    return TinySegmentor(num_classes)
