@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 from contextlib import nullcontext
+from types import ModuleType
 from typing import Any, Callable
 
 import torch
@@ -15,14 +18,33 @@ from segbench.manifest import ModelSpec
 from segbench.models import architecture_builder, list_architectures
 
 
+def _import_builder_module(module_name: str, where: str) -> ModuleType:
+    """Import a Build.callable module with the current directory on sys.path, first, as `python -m segbench.cli` has it.
+
+    The installed `segbench` script starts with its own directory there instead and would miss a module beside the user.
+    Any exception the module raises on import (a SyntaxError, a missing dependency, sys.exit) is one line.
+    """
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name + ".").startswith(exc.name + "."):
+            raise SegbenchError(
+                f"{where}: cannot import module {module_name!r}: not found in the current directory ({cwd}) or on the "
+                "import path; add the directory that holds it to PYTHONPATH"
+            ) from exc
+        raise SegbenchError(f"{where}: cannot import module {module_name!r}: ModuleNotFoundError: {exc}") from exc
+    except (Exception, SystemExit) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise SegbenchError(f"{where}: cannot import module {module_name!r}: {type(exc).__name__} on import: {detail}") from exc
+
+
 def _resolve_callable(spec: ModelSpec) -> Callable[..., Any]:
     module_name, attr = spec.build.callable.split(":")
     where = located(spec.file, spec.name, "Build.callable")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise SegbenchError(f"{where}: cannot import module {module_name!r}: {exc}") from exc
-    target = module
+    target = _import_builder_module(module_name, where)
     for part in attr.split("."):
         if not hasattr(target, part):
             raise SegbenchError(f"{where}: module {module_name!r} has no attribute {attr!r}")

@@ -416,20 +416,18 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from segbench.build import model_builder
-    from segbench.manifest import load_manifest
+    from segbench.manifest import check_unique, load_manifest
 
     files = sorted(Path(args.zoo).glob("*.yaml"))
     if not files:
         raise SegbenchError(f"{args.zoo}: no manifests (*.yaml) found")
-    errors, names, count = [], {}, 0
+    errors, seen, count = [], {}, 0
     for path in files:
         try:
             specs = load_manifest(path)
             for spec in specs:
                 model_builder(spec)
-                if spec.name in names:
-                    raise SegbenchError(f"{path}: model {spec.name!r}: field 'Name': duplicate, also in {names[spec.name]}")
-                names[spec.name] = str(path)
+                check_unique(spec, seen)
             count += len(specs)
         except SegbenchError as exc:
             errors.append(str(exc))

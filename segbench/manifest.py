@@ -4,6 +4,8 @@ The format is mmsegmentation's metafile.yaml (Collections and Models, with Name,
 Metadata, Results, Weights, ...) plus two sections of segbench's own: `Build` (how to construct
 the model) and `Test` (how to feed it). A metafile from mmsegmentation loads once `Build` is
 added. Validation is strict: every problem is one line naming the file, the model and the field.
+A manifest stays data: plain JSON-like values only, bounded in size and depth with YAML aliases
+expanded, and model names that are safe file names everywhere.
 This module never imports torch, so `render` and `plot` can read manifests cheaply.
 """
 
@@ -13,9 +15,12 @@ import difflib
 import fnmatch
 import hashlib
 import json
+import math
+import re
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -24,6 +29,36 @@ from segbench.errors import SegbenchError, located
 CITYSCAPES_SIZE = (1024, 2048)  # (H, W)
 IMAGENET_MEAN = (123.675, 116.28, 103.53)  # RGB, 0-255 scale, as mmsegmentation's configs
 IMAGENET_STD = (58.395, 57.12, 57.375)
+BUILTIN_WEIGHTS = "builtin"  # `Weights: builtin`: the Build.callable loads trained weights itself
+
+MAX_NAME_LENGTH = 200
+"""A model name is a file name (`<name>.failed.json`, and `.<that>.XXXXXXXX.tmp` while written): 200 leaves over 25
+bytes of the 255-byte limit free for suffixes."""
+_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._+-]*[A-Za-z0-9_+-])?")  # no trailing dot: Windows drops it
+_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"{port}{i}" for port in ("COM", "LPT") for i in range(1, 10))}
+
+MAX_EXPANDED_SIZE = 2_000_000
+"""Values plus characters of a manifest with its YAML aliases expanded. The largest zoo file holds 49k, all of
+mmsegmentation's metafiles together 690k; an alias bomb of a few hundred bytes holds billions (and would hang hashing and
+recording it)."""
+MAX_DEPTH = 50
+"""Nesting levels of a manifest, aliases expanded (zoo files nest 6): unbounded nesting breaks json's recursion when a spec
+is hashed and recorded."""
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 2, 80, 80
+
+
+def _shown(value: Any) -> str:
+    """repr() of a value from a file, cut short: an error line stays one short line whatever the file holds."""
+    return _one_line(_SHORT.repr(value), 100)
+
+
+def _one_line(text: Any, limit: int = 200) -> str:
+    """An exception's text as one short line."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
 
 
 # --------------------------------------------------------------------------- schema
@@ -125,9 +160,9 @@ def _check_mapping(mapping: Any, schema: dict[str, tuple[Any, bool]], where: str
         raise SegbenchError(f"{located(where, model, prefix or None)}: expected a mapping, got {type(mapping).__name__}")
     for key in mapping:
         if key not in schema:
-            close = difflib.get_close_matches(str(key), list(schema), n=1)
+            close = difflib.get_close_matches(key[:100], list(schema), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(schema)})"
-            raise SegbenchError(f"{located(where, model, prefix + str(key))}: unknown field{hint}")
+            raise SegbenchError(f"{located(where, model, prefix + _one_line(key, 80))}: unknown field{hint}")
     for key, (expected, required) in schema.items():
         if key not in mapping:
             if required:
@@ -136,7 +171,7 @@ def _check_mapping(mapping: Any, schema: dict[str, tuple[Any, bool]], where: str
         value = mapping[key]
         if not _is_instance(value, expected):
             raise SegbenchError(
-                f"{located(where, model, prefix + key)}: expected {_type_name(expected)}, got {value!r}"
+                f"{located(where, model, prefix + key)}: expected {_type_name(expected)}, got {_shown(value)}"
             )
         if isinstance(expected, dict):
             _check_mapping(value, expected, where, f"{prefix}{key}.", model)
@@ -215,6 +250,11 @@ class ModelSpec:
         """The backbone tag (first architecture tag, mmsegmentation's convention: 'R-50-D8')."""
         return self.architecture_tags[0] if self.architecture_tags else ""
 
+    @property
+    def builtin_weights(self) -> bool:
+        """The builder loads trained weights itself (`Weights: builtin`): nothing to download, and its mIoU is real."""
+        return self.weights == BUILTIN_WEIGHTS
+
     def reported_on(self, dataset: str = "Cityscapes") -> ReportedResult | None:
         return next((r for r in self.reported if r.dataset == dataset), None)
 
@@ -228,20 +268,20 @@ class ModelSpec:
 
 def _pair(value: Any, where: str, model: str, field_name: str) -> tuple[int, int]:
     if not (isinstance(value, list) and len(value) == 2 and all(_is_instance(v, int) and v > 0 for v in value)):
-        raise SegbenchError(f"{located(where, model, field_name)}: expected [H, W] with two positive integers, got {value!r}")
+        raise SegbenchError(f"{located(where, model, field_name)}: expected [H, W] with two positive integers, got {_shown(value)}")
     return int(value[0]), int(value[1])
 
 
 def _triple(value: Any, where: str, model: str, field_name: str) -> tuple[float, float, float]:
     if not (isinstance(value, list) and len(value) == 3 and all(_is_instance(v, Number) for v in value)):
-        raise SegbenchError(f"{located(where, model, field_name)}: expected three numbers (R, G, B), got {value!r}")
+        raise SegbenchError(f"{located(where, model, field_name)}: expected three numbers (R, G, B), got {_shown(value)}")
     return tuple(float(v) for v in value)  # type: ignore[return-value]
 
 
 def _test_spec(raw: dict[str, Any], where: str, model: str) -> TestSpec:
     mode = raw.get("mode", "whole")
     if mode not in ("whole", "slide"):
-        raise SegbenchError(f"{located(where, model, 'Test.mode')}: expected 'whole' or 'slide', got {mode!r}")
+        raise SegbenchError(f"{located(where, model, 'Test.mode')}: expected 'whole' or 'slide', got {_shown(mode)}")
     crop = _pair(raw["crop"], where, model, "Test.crop") if "crop" in raw else None
     stride = _pair(raw["stride"], where, model, "Test.stride") if "stride" in raw else None
     if mode == "slide" and (crop is None or stride is None):
@@ -267,9 +307,10 @@ def _build_spec(raw: dict[str, Any], where: str, model: str) -> BuildSpec:
     arch, target = raw.get("architecture"), raw.get("callable")
     if (arch is None) == (target is None):
         raise SegbenchError(f"{located(where, model, 'Build')}: give exactly one of 'architecture' or 'callable'")
-    if target is not None and (target.count(":") != 1 or not all(target.split(":"))):
+    module, _, attr = (target or "").partition(":")
+    if target is not None and not all(part.isidentifier() for part in (*module.split("."), *attr.split("."))):
         raise SegbenchError(
-            f"{located(where, model, 'Build.callable')}: expected 'package.module:function', got {target!r}"
+            f"{located(where, model, 'Build.callable')}: expected 'package.module:function', got {_shown(target)}"
         )
     return BuildSpec(architecture=arch, callable=target, kwargs=dict(raw.get("kwargs", {})))
 
@@ -283,7 +324,9 @@ def _reported(raw: Any, where: str, model: str) -> tuple[ReportedResult, ...]:
         metrics = entry["Metrics"]
         for key, value in metrics.items():
             if not _is_instance(value, Number):
-                raise SegbenchError(f"{located(where, model, prefix + 'Metrics.' + key)}: expected a number, got {value!r}")
+                raise SegbenchError(
+                    f"{located(where, model, prefix + 'Metrics.' + _one_line(key, 40))}: expected a number, got {_shown(value)}"
+                )
         out.append(
             ReportedResult(
                 dataset=entry["Dataset"],
@@ -295,22 +338,51 @@ def _reported(raw: Any, where: str, model: str) -> tuple[ReportedResult, ...]:
     return tuple(out)
 
 
+def _name_problem(name: str) -> str | None:
+    """Why `name` cannot name a record file on Linux, macOS and Windows (or leaves the results folder); None if it can."""
+    if len(name) > MAX_NAME_LENGTH:
+        return f"longer than {MAX_NAME_LENGTH} characters"
+    if not _NAME.fullmatch(name):
+        return "use letters, digits and . _ + - only, starting with a letter or digit and not ending with '.'"
+    if name.split(".")[0].upper() in _WINDOWS_DEVICES:
+        return "a device name on Windows (CON, PRN, AUX, NUL, COM1-9, LPT1-9)"
+    return None
+
+
+def _model_label(raw: Any, index: int) -> str:
+    """How errors name a model entry: its Name where that is a valid name, else its position."""
+    name = raw.get("Name") if isinstance(raw, dict) else None
+    return name if isinstance(name, str) and _name_problem(name) is None else f"Models[{index}]"
+
+
 def _model_spec(raw: Any, where: str, family: str, collections: set[str], index: int) -> ModelSpec:
     name = raw.get("Name") if isinstance(raw, dict) else None
-    label = name if isinstance(name, str) else f"Models[{index}]"
-    _check_mapping(raw, _MODEL_SCHEMA, where, "", label)
+    if isinstance(name, str) and (problem := _name_problem(name)):
+        raise SegbenchError(
+            f"{located(where, f'Models[{index}]', 'Name')}: {_shown(name)} cannot be a model name, which names its "
+            f"record file: {problem}"
+        )
+    _check_mapping(raw, _MODEL_SCHEMA, where, "", _model_label(raw, index))
     if collections and raw["In Collection"] not in collections:
         raise SegbenchError(
-            f"{located(where, name, 'In Collection')}: {raw['In Collection']!r} is not among this file's "
-            f"Collections ({', '.join(sorted(collections))})"
+            f"{located(where, name, 'In Collection')}: {_shown(raw['In Collection'])} is not among this file's "
+            f"Collections ({', '.join(map(_shown, sorted(collections)))})"
         )
     meta = raw.get("Metadata", {})
     tags = meta.get("Architecture", [])
     if not all(isinstance(t, str) for t in tags):
-        raise SegbenchError(f"{located(where, name, 'Metadata.Architecture')}: expected a list of strings, got {tags!r}")
+        raise SegbenchError(f"{located(where, name, 'Metadata.Architecture')}: expected a list of strings, got {_shown(tags)}")
     sha = raw.get("Weights SHA256")
     if sha is not None and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha.lower())):
-        raise SegbenchError(f"{located(where, name, 'Weights SHA256')}: expected 64 hex digits, got {sha!r}")
+        raise SegbenchError(f"{located(where, name, 'Weights SHA256')}: expected 64 hex digits, got {_shown(sha)}")
+    if raw.get("Weights") == BUILTIN_WEIGHTS:
+        if "callable" not in raw["Build"]:
+            raise SegbenchError(
+                f"{located(where, name, 'Weights')}: 'builtin' says a Build.callable loads its own trained weights; "
+                "a segbench architecture has none: give a URL or null"
+            )
+        if sha is not None:
+            raise SegbenchError(f"{located(where, name, 'Weights SHA256')}: nothing to check: the builder loads its own weights")
     return ModelSpec(
         name=name,
         family=family,
@@ -345,29 +417,106 @@ def safe_load_yaml(text: str) -> Any:
         loader.dispose()
 
 
+def _locate(document: Any, path: tuple) -> tuple[str | None, str | None]:
+    """(model, field) of a path into a manifest: an entry of Models is named by its model."""
+    model = None
+    if len(path) >= 2 and path[0] == "Models" and isinstance(path[1], int):
+        model, path = _model_label(document["Models"][path[1]], path[1]), path[2:]
+    field = "".join(f"[{p}]" if isinstance(p, int) else f".{_one_line(p, 40)}" for p in path).lstrip(".")
+    return model, field or None
+
+
+def _check_plain_data(document: Any, where: str) -> None:
+    """Refuse, before anything reads it, what a record cannot hold or a hash cannot afford.
+
+    That is: numbers that are not finite, keys that are not text, YAML's dates, bytes and sets, an alias that refers to
+    itself, nesting deeper than MAX_DEPTH and an expanded size over MAX_EXPANDED_SIZE (an alias bomb). A list or mapping
+    that aliases share is sized once, so the check is linear in the file, not in what it expands to.
+    """
+    sized: dict[int, tuple[int, int]] = {}  # id of a list or mapping -> (expanded size, height)
+    open_ids: set[int] = set()  # lists and mappings being walked: meeting one again is a cycle
+
+    def fail(path: tuple, problem: str) -> NoReturn:
+        model, field = _locate(document, path)
+        raise SegbenchError(f"{located(where, model, field)}: {problem}")
+
+    def walk(value: Any, path: tuple) -> tuple[int, int]:
+        if isinstance(value, str):
+            if len(value) >= MAX_EXPANDED_SIZE:
+                fail(path, f"text of {len(value):,} characters, over the {MAX_EXPANDED_SIZE:,} a manifest may hold")
+            return 1 + len(value), 0
+        if isinstance(value, float) and not math.isfinite(value):
+            fail(path, f"expected a finite number, got {value}")
+        if value is None or isinstance(value, (bool, int, float)):
+            return 1, 0
+        if not isinstance(value, (list, dict)):
+            fail(path, f"expected text, a number, true/false, null, a list or a mapping, got {type(value).__name__} "
+                       f"{_shown(value)} (quote it if it is meant as text)")  # fmt: skip
+        if id(value) in open_ids:
+            fail(path, "refers to itself (a recursive YAML alias)")
+        if len(path) > MAX_DEPTH:
+            fail(path, f"nested deeper than {MAX_DEPTH} levels")
+        if id(value) not in sized:
+            open_ids.add(id(value))
+            size, height = 1, 0
+            for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+                if isinstance(value, dict) and not isinstance(key, str):
+                    fail(path, f"keys must be text, got {_shown(key)} (quote it)")
+                item_size, item_height = walk(item, (*path, key))
+                size, height = size + item_size + (1 + len(key) if isinstance(key, str) else 0), max(height, item_height + 1)
+            open_ids.discard(id(value))
+            if size > MAX_EXPANDED_SIZE:
+                fail(path, f"expands to more than {MAX_EXPANDED_SIZE:,} values and characters (YAML aliases?); "
+                           "write the value out or shrink it")  # fmt: skip
+            sized[id(value)] = size, height
+        size, height = sized[id(value)]
+        if len(path) + height > MAX_DEPTH:
+            fail(path, f"nested deeper than {MAX_DEPTH} levels (YAML aliases?)")
+        return size, height
+
+    walk(document, ())
+
+
+def check_unique(spec: ModelSpec, seen: dict[str, ModelSpec]) -> None:
+    """Add spec to `seen`, or raise when its name is taken: ignoring case, as file names on macOS and Windows do."""
+    other = seen.setdefault(spec.name.lower(), spec)
+    if other is not spec:
+        case = "" if other.name == spec.name else f" (ignoring case, as macOS and Windows file names do: {other.name!r})"
+        elsewhere = " in this file" if other.file == spec.file else f", also in {other.file}"
+        raise SegbenchError(f"{located(spec.file, spec.name, 'Name')}: duplicate model name{case}{elsewhere}")
+
+
 def load_manifest(path: str | Path) -> list[ModelSpec]:
     """Load one manifest file; the family is the file's stem."""
     path = Path(path)
     where = str(path)
     try:
-        data = safe_load_yaml(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise SegbenchError(f"{where}: cannot read manifest: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise SegbenchError(
+            f"{where}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save the manifest as UTF-8"
+        ) from exc
+    try:
+        data = safe_load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
-        raise SegbenchError(f"{where}: invalid YAML{at}: {getattr(exc, 'problem', exc)}") from exc
+        raise SegbenchError(f"{where}: invalid YAML{at}: {_one_line(getattr(exc, 'problem', None) or exc)}") from exc
+    except (ValueError, RecursionError) as exc:  # a value PyYAML fails to build: an integer of 5000 digits, `!!float x`
+        raise SegbenchError(f"{where}: invalid YAML: {_one_line(exc)}") from exc
+    _check_plain_data(data, where)
     _check_mapping(data, _TOP_SCHEMA, where, "", None)
     collections = set()
     for i, coll in enumerate(data.get("Collections", [])):
         _check_mapping(coll, _COLLECTION_SCHEMA, where, f"Collections[{i}].", None)
         collections.add(coll["Name"])
-    specs, seen = [], set()
+    specs: list[ModelSpec] = []
+    seen: dict[str, ModelSpec] = {}
     for i, raw in enumerate(data["Models"]):
         spec = _model_spec(raw, where, path.stem, collections, i)
-        if spec.name in seen:
-            raise SegbenchError(f"{located(where, spec.name, 'Name')}: duplicate model name in this file")
-        seen.add(spec.name)
+        check_unique(spec, seen)
         specs.append(spec)
     return specs
 
@@ -379,14 +528,10 @@ def load_zoo(zoo_dir: str | Path) -> list[ModelSpec]:
     if not files:
         raise SegbenchError(f"{zoo_dir}: no manifests (*.yaml) found")
     specs: list[ModelSpec] = []
-    origin: dict[str, str] = {}
+    seen: dict[str, ModelSpec] = {}
     for path in files:
         for spec in load_manifest(path):
-            if spec.name in origin:
-                raise SegbenchError(
-                    f"{located(spec.file, spec.name, 'Name')}: duplicate model name, also in {origin[spec.name]}"
-                )
-            origin[spec.name] = spec.file
+            check_unique(spec, seen)
             specs.append(spec)
     return specs
 

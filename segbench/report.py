@@ -20,7 +20,7 @@ import pandas as pd
 
 from segbench import PROJECT_ROOT
 from segbench.formatting import fixed
-from segbench.manifest import ModelSpec, load_zoo
+from segbench.manifest import BUILTIN_WEIGHTS, ModelSpec, load_zoo
 from segbench.records import is_demo_accuracy, iter_records, macs_per_image
 from segbench.stats import latency_summary
 from segbench.validity import validity_of
@@ -56,7 +56,7 @@ def _spec_columns(spec: ModelSpec, order: int) -> dict[str, Any]:
         "miou_source": reported.source if reported else None,
         "train_mem_gb": spec.train_memory_gb,
         "config": spec.config,
-        "weights": spec.weights,
+        "weights": None if spec.builtin_weights else spec.weights,  # a link to the file; builtin ones have none
     }
 
 
@@ -77,7 +77,7 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
         + (", torch.compile" if settings.get("compile") else ""),
         "cudnn": f"benchmark={settings.get('cudnn_benchmark')}, deterministic={settings.get('cudnn_deterministic')}",
         "input_kind": settings.get("input"),
-        "weights_source": "random-init" if settings.get("weights") == "random-init" else "published",
+        "weights_source": settings["weights"] if settings.get("weights") in ("random-init", BUILTIN_WEIGHTS) else "published",
         **{f"env_{k}": env.get(k) for k in _ENV_FIELDS},
     }
     if record["status"] != "ok":

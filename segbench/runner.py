@@ -31,7 +31,7 @@ from segbench.complexity import count_macs_as_tested, count_params
 from segbench.environment import collect_environment, load_average_1min
 from segbench.errors import SegbenchError
 from segbench.eta import SweepPace, TimeLeftColumn, model_work
-from segbench.manifest import ModelSpec
+from segbench.manifest import BUILTIN_WEIGHTS, ModelSpec
 from segbench.records import MEASUREMENTS, SCHEMA_VERSION, current_record, read_record, record_path, reusable_complexity, write_record
 from segbench.evaluate import evaluate
 from segbench.gpu_state import gpu_state_section, read_gpu_state
@@ -90,7 +90,8 @@ class BenchSettings:
     measure: tuple[str, ...] = MEASUREMENTS  # what to measure, a subset of MEASUREMENTS
 
     def weights_source(self, spec: ModelSpec) -> str | None:
-        return self.checkpoint or (spec.weights if self.weights else None)
+        """The checkpoint to load, if any: a builder with builtin weights has nothing to download."""
+        return self.checkpoint or (spec.weights if self.weights and not spec.builtin_weights else None)
 
     def for_spec(self, spec: ModelSpec) -> dict[str, Any]:
         """The settings a record stores: everything that changes a measured number."""
@@ -101,7 +102,7 @@ class BenchSettings:
             "input_size": list(size),
             "input_size_from": "override" if self.input_size else "manifest",
             "input": "dataset" if self.evaluation else "synthetic",
-            "weights": self.weights_source(spec) or "random-init",
+            "weights": self.weights_source(spec) or (BUILTIN_WEIGHTS if spec.builtin_weights else "random-init"),
             "dtype": str(DTYPES[self.dtype]).removeprefix("torch."),
             "autocast": self.dtype != "fp32",
             "channels_last": self.channels_last,

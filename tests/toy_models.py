@@ -73,3 +73,8 @@ class DataDependent(TinySegmentor):
 
 def data_dependent_segmentor() -> nn.Module:
     return DataDependent(4)
+
+
+def options_segmentor(num_classes: int = 4, **options) -> nn.Module:
+    """Accepts any keyword argument, as builders forwarding `**kwargs` to a config do."""
+    return TinySegmentor(num_classes)
