@@ -8,7 +8,7 @@ import torch
 
 from mmseg_reference import PARAMS, REFERENCE, reference_shapes
 from segbench.models import architecture_builder, list_architectures
-from segbench.models.resnet import ResNet
+from segbench.models.backbones.resnet import ResNet
 from segbench.models.segmentor import AUXILIARY_PREFIX
 
 

@@ -12,7 +12,7 @@ from segbench.layers import ConvBNReLU, DepthwiseSeparableConvBNReLU, resize
 from segbench.models.deeplabv3 import ASPPHead, default_aspp_dilations
 from segbench.models.fcn import auxiliary_fcn_head, dilated_head_channels
 from segbench.models.registry import register_architecture
-from segbench.models.resnet import ResNet
+from segbench.models.backbones.resnet import ResNet
 from segbench.models.segmentor import EncoderDecoder
 
 

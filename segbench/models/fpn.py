@@ -11,7 +11,7 @@ from torch import nn
 
 from segbench.layers import ConvBNReLU, resize
 from segbench.models.registry import register_architecture
-from segbench.models.resnet import ResNet
+from segbench.models.backbones.resnet import ResNet
 from segbench.models.segmentor import EncoderDecoder
 
 

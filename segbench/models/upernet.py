@@ -9,7 +9,7 @@ from torch import nn
 from segbench.layers import ConvBNReLU, PyramidPooling, resize
 from segbench.models.fcn import auxiliary_fcn_head
 from segbench.models.registry import register_architecture
-from segbench.models.resnet import ResNet
+from segbench.models.backbones.resnet import ResNet
 from segbench.models.segmentor import EncoderDecoder
 
 
