@@ -15,3 +15,18 @@ def reference_shapes(config: str) -> dict[str, tuple[int, ...]]:
         key, dims = re.fullmatch(r"(\S+) \((.*)\)", line).groups()
         shapes[key] = tuple(int(d) for d in dims.split(",") if d.strip())
     return shapes
+
+
+def assert_matches_mmseg(model, config: str) -> None:
+    """The model's state_dict keys, shapes and parameter counts (all, and without the auxiliary
+    head) equal mmsegmentation's for `config`: then its checkpoints load with strict=True."""
+    from segbench.models.segmentor import AUXILIARY_PREFIX
+
+    ours = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    reference = reference_shapes(config)
+    assert sorted(set(reference) - set(ours)) == [], "missing keys"
+    assert sorted(set(ours) - set(reference)) == [], "unexpected keys"
+    assert {k: v for k, v in ours.items() if reference[k] != v} == {}, "shape mismatches"
+    total = sum(p.numel() for p in model.parameters())
+    inference = sum(p.numel() for name, p in model.named_parameters() if not name.startswith(AUXILIARY_PREFIX))
+    assert (total, inference) == (PARAMS[config]["params_total"], PARAMS[config]["params_inference"])
