@@ -135,8 +135,12 @@ def slurm_parameters(
 def make_executor(kind: str, log_folder: Path, parameters: dict[str, Any]):
     """submitit's executor of `kind`: parameters a local or debug executor has no use for are left out."""
     submitit = import_submitit()
-    executor = submitit.AutoExecutor(folder=log_folder / "%j", cluster=kind)
-    executor.update_parameters(name="segbench", **(parameters if kind == "slurm" else {"timeout_min": parameters["timeout_min"]}))
+    try:
+        executor = submitit.AutoExecutor(folder=log_folder / "%j", cluster=kind)
+        executor.update_parameters(name="segbench", **(parameters if kind == "slurm" else {"timeout_min": parameters["timeout_min"]}))
+    except (RuntimeError, ValueError) as exc:  # no srun on this machine; an sbatch option submitit refuses
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SegbenchError(f"--executor {kind}: {first}; submit from a SLURM login node, or try the setup with --executor local") from None
     return executor
 
 

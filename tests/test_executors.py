@@ -172,6 +172,27 @@ def test_slurm_options_become_sbatch_parameters():
         executors.slurm_parameters(partition=None, gpus_per_job=1, time_limit_s=60, array_parallelism=1, options=["novalue"])
 
 
+def test_the_slurm_script_carries_every_option(tmp_path, monkeypatch):
+    submitit = pytest.importorskip("submitit")
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 1))  # as if srun were installed
+    parameters = executors.slurm_parameters(partition="gpu", gpus_per_job=2, time_limit_s=5400, array_parallelism=8,
+                                            options=["qos=high", "cpus-per-task=16"])  # fmt: skip
+    slurm = executors.make_executor("slurm", tmp_path, parameters)._executor
+    slurm.parameters["map_count"] = 20  # as map_array sets it for an array of 20 tasks
+    script = slurm._make_submission_file_text("python -m task", "0")
+    for line in ("--array=0-19%8", "--partition=gpu", "--gpus-per-node=2", "--time=90", "--qos=high", "--cpus-per-task=16"):
+        assert f"#SBATCH {line}\n" in script, line
+
+
+def test_slurm_on_a_machine_without_it_is_one_line(toy_zoo, tmp_path, capsys):
+    submitit = pytest.importorskip("submitit")
+    if submitit.SlurmExecutor.affinity() > 0:
+        pytest.skip("this machine has srun")
+    assert main(["bench", "--zoo", str(toy_zoo), "--output", str(tmp_path), "--executor", "slurm", "--partition", "gpu"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("segbench: error: --executor slurm:") and "\n" not in err and "srun" in err, err
+
+
 # ---------------------------------------------------------------- where a record was measured
 
 
