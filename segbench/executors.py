@@ -12,6 +12,7 @@ asked for.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime as dt
 import math
@@ -176,7 +177,7 @@ def wait(submission: Submission, settings: BenchSettings, results_dir: Path, *, 
     outcomes: list[Outcome] = []
     pending = dict(zip(map(id, submission.jobs), zip(submission.jobs, submission.chunks)))
     total = sum(map(len, submission.chunks))
-    with _progress(console) as progress:
+    with _progress(console) as progress, _jobs_go_on(submission, console):
         overall = progress.add_task(f"models in {len(submission.jobs)} job(s)", total=total)
         while pending:
             for key, (job, share) in list(pending.items()):
@@ -191,6 +192,17 @@ def wait(submission: Submission, settings: BenchSettings, results_dir: Path, *, 
                 progress.update(overall, description=f"models: {_states(job for job, _ in pending.values())}")
                 time.sleep(poll_s)
     return outcomes
+
+
+@contextlib.contextmanager
+def _jobs_go_on(submission: Submission, console: Console):
+    """On Ctrl-C, say that the submitted jobs go on writing records: stopping to follow them does not cancel them."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        ids = " ".join(str(job.job_id) for job in submission.jobs)
+        console.print(f"the jobs go on ({ids}): scancel them to stop, or `segbench render` to gather", markup=False, highlight=False)
+        raise
 
 
 def _ended(job) -> bool:

@@ -64,6 +64,18 @@ def test_workers_measure_each_model_once_between_them(slow_zoo, tmp_path):
         assert record["status"] == "ok" and record["environment"]["host"]
 
 
+def test_a_worker_that_dies_leaves_failure_records_and_the_records_already_written(slow_zoo, tmp_path):
+    crash = "- Name: toy_crash\n  In Collection: Toy\n  Build: {callable: 'sweep_models:exiting_segmentor'}\n  Test: {size: [32, 64]}\n"
+    (slow_zoo / "toy.yaml").write_text((slow_zoo / "toy.yaml").read_text() + crash)
+    specs = select_models(load_zoo(slow_zoo), ["toy_slow_a", "toy_crash"])
+    results = tmp_path / "out" / "results"
+    outcomes = executors.run_on_devices(specs, FAST, results, devices=["cpu"])
+    assert sorted((o.spec.name, o.status) for o in outcomes) == [("toy_crash", "failed"), ("toy_slow_a", "ok")]
+    failed = read_record(results / cpu_hardware() / "toy_crash.failed.json")
+    assert failed["error"]["kind"] == "worker_died" and record_problem(failed) is None
+    assert read_record(results / cpu_hardware() / "toy_slow_a.json")["status"] == "ok"
+
+
 def test_gpus_on_a_machine_without_them_is_one_line(toy_zoo, tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
