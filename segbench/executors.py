@@ -137,7 +137,7 @@ def make_executor(kind: str, log_folder: Path, parameters: dict[str, Any]):
     """submitit's executor of `kind`: parameters a local or debug executor has no use for are left out."""
     submitit = import_submitit()
     try:
-        executor = submitit.AutoExecutor(folder=log_folder / "%j", cluster=kind)
+        executor = submitit.AutoExecutor(folder=log_folder, cluster=kind)
         executor.update_parameters(name="segbench", **(parameters if kind == "slurm" else {"timeout_min": parameters["timeout_min"]}))
     except (RuntimeError, ValueError) as exc:  # no srun on this machine; an sbatch option submitit refuses
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
