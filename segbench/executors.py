@@ -18,6 +18,7 @@ import datetime as dt
 import math
 import multiprocessing
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,8 @@ def run_on_devices(
     isolate: bool = False, console: Console | None = None,
 ) -> list[Outcome]:  # fmt: skip
     """One worker process per device (`--gpus 0,1,2,3`: cuda:0..3), each pinned to it for its life and taking the
-    next distinct model when it is free; the combined progress here. A worker that dies takes the models it had
-    not finished with it: they get failure records (rerun: current records are skipped; --isolate contains crashes).
+    next distinct model when it is free; the combined progress here. A worker that dies stops the pool: every model
+    not finished by then gets a failure record (rerun: current records are skipped; --isolate contains crashes).
     """
     console = console or Console(stderr=True, soft_wrap=True)
     context = multiprocessing.get_context("spawn")  # a forked process must not inherit torch's threads or CUDA
@@ -97,10 +98,12 @@ def run_on_devices(
             share = running[future]
             try:
                 done = future.result()
-            except Exception as exc:  # noqa: BLE001  (a worker that died: its models fail, the others go on)
+            except Exception as exc:  # noqa: BLE001  (a worker that died, or a sweep that could not go on: its models fail)
+                died = isinstance(exc, concurrent.futures.process.BrokenProcessPool)
                 env = collect_environment(torch.device(devices[0]))
-                done = [_lost(spec, settings, results_dir, env, kind="worker_died", message=f"worker process died: {exc}",
-                              details=repr(exc)) for spec in share]  # fmt: skip
+                done = [_lost(spec, settings, results_dir, env, kind="worker_died" if died else type(exc).__name__,
+                              message=f"worker process died: {exc}" if died else str(exc) or type(exc).__name__,
+                              details="".join(traceback.format_exception(exc))) for spec in share]  # fmt: skip
             _report(progress, done)
             outcomes += done
             progress.advance(overall, len(share))
