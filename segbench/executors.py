@@ -228,7 +228,7 @@ def _job_outcomes(job, share: list[ModelSpec], settings: BenchSettings, results_
     error = job.exception()
     if error is None:
         return job.result()
-    state, log = job.state, job.stderr() or ""
+    state, log = (job.state.split() or ["UNKNOWN"])[0], job.stderr() or ""  # "CANCELLED by 1234" -> CANCELLED
     written = _written_since(results_dir, submission.started)
     last = next((line for line in reversed(str(error).splitlines()) if line.strip()), type(error).__name__)
     outcomes = []
