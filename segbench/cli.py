@@ -107,7 +107,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise SegbenchError(f"--checkpoint: applies to one model, but --models selects {len(specs)}")
     if args.sha256 and not args.checkpoint:
         raise SegbenchError("--sha256: pins the file of --checkpoint; give --checkpoint too")
-    device = _init_distributed(resolve_device(args.device, args.gpu))
+    if fanned := bool(args.gpus or args.executor):
+        from segbench import executors
+
+        executors.check_arguments(args)
+    device = executors.placeholder_device(args) if fanned else _init_distributed(resolve_device(args.device, args.gpu))
     evaluation = resolve_evaluation(
         args.data_root, requested=args.eval, split=args.split, ms_flip=args.ms_flip, workers=args.workers
     )
@@ -126,7 +130,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     selected = [spec.name for spec in specs]
     budget = args.time_budget and TimeBudget(args.time_budget, [r for _, r in iter_records(results_dir)] if results_dir.is_dir() else [])
     try:
-        outcomes = run_sweep(specs, settings, results_dir, force=args.force, isolate=args.isolate, console=console, budget=budget)
+        if fanned:
+            outcomes = executors.fan_out(args, specs, settings, results_dir, console)
+            if outcomes is None:  # --no-wait: the jobs write the records
+                return 0
+        else:
+            outcomes = run_sweep(specs, settings, results_dir, force=args.force, isolate=args.isolate, console=console, budget=budget)
     except KeyboardInterrupt:
         if writer and not args.no_report:  # the page and plots of what was measured so far
             _render(args, console, selected)
@@ -156,8 +165,8 @@ def _apply_preset(args: argparse.Namespace) -> None:
     preset = load_preset(args.preset) if args.preset else {}
     for key, default in _BENCH_DEFAULTS.items():
         if getattr(args, key) is None:
-            if key == "device" and args.gpu is not None:
-                continue  # an explicit --gpu wins over a preset's device
+            if key == "device" and (args.gpu is not None or args.gpus):
+                continue  # an explicit --gpu or --gpus wins over a preset's device
             setattr(args, key, preset.get(key, default))
 
 
@@ -593,6 +602,28 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--order", choices=["breadth", "manifest"],
                    help="breadth: one entry per family first (default for --models all under --time-budget); manifest: zoo order")
     p.add_argument("--no-report", action="store_true", help="write records only, no page or plots")
+    where = p.add_argument_group("where the sweep runs (default: in this process)")
+    where.add_argument("--gpus", type=_gpu_list, help="one worker process per GPU of this machine, e.g. 0,1,2,3")
+    where.add_argument("--executor", choices=["slurm", "local", "debug"],
+                       help="submit a job array with submitit: slurm; local: subprocesses here; debug: in this process, pdb on an error")
+    where.add_argument("--partition", help="--executor slurm: the partition")
+    where.add_argument("--gpus-per-job", type=_non_negative, default=1, help="GPUs of each array task (default: 1; 0 with --device cpu)")
+    where.add_argument("--time-limit", type=_duration, default=3600.0, help="wall time of each array task (default: 1h)")
+    where.add_argument("--array-parallelism", type=_positive, default=64, help="array tasks running at once (default: 64)")
+    where.add_argument("--models-per-task", type=_positive, default=1, help="distinct models measured by each array task (default: 1)")
+    where.add_argument("--slurm-option", action="append", metavar="KEY=VALUE", help="an extra sbatch option, e.g. qos=high; repeatable")
+    where.add_argument("--no-wait", action="store_true", help="--executor: submit, print the job ids and return")
+
+
+def _gpu_list(text: str) -> list[int]:
+    """--gpus: comma list of distinct GPU indices."""
+    try:
+        gpus = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        gpus = []
+    if not gpus or min(gpus) < 0 or len(set(gpus)) != len(gpus):
+        raise argparse.ArgumentTypeError(f"expected distinct GPU indices such as 0,1,2,3, got {text!r}")
+    return gpus
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -105,6 +105,8 @@ _ANY_RECORD = [
     ("environment.date", _text, _TEXT),
     ("environment.git_commit", _optional(_text), "text or null"),
     ("environment.load_average_1min", _optional(_number), "a number or null"),
+    ("environment.host", _optional(_text), "text or null"),
+    ("environment.job_id", _optional(_text), "text or null"),
     ("settings", lambda v: isinstance(v, dict), "an object"),
     ("settings.input_size", lambda v: isinstance(v, list) and len(v) == 2 and all(_count(n) and n > 0 for n in v), "[H, W]"),
     ("settings.images", _count, _COUNT),
