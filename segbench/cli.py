@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from segbench import PROJECT_ROOT
 from segbench.errors import SegbenchError, one_line_warnings
-from segbench.records import MEASUREMENTS
+from segbench.records import MEASUREMENTS, chosen_measurements
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -51,12 +51,10 @@ def _sha256(text: str) -> str:
 
 def _measurements(text: str) -> tuple[str, ...]:
     """--measure: a comma list of MEASUREMENTS, sorted."""
-    chosen = tuple(sorted({part.strip() for part in text.split(",") if part.strip()}))
-    unknown = [part for part in chosen if part not in MEASUREMENTS]
-    if unknown or not chosen:
-        got = ", ".join(map(repr, unknown)) or "nothing"
-        raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(MEASUREMENTS)}, got {got}")
-    return chosen
+    try:
+        return chosen_measurements(text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _duration(text: str) -> float:
@@ -146,7 +144,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-_BENCH_DEFAULTS = {"models": ["all"], "images": 200, "warmup": 5, "input_size": None, "device": None, "train_iters": 10}
+_BENCH_DEFAULTS = {"models": ["all"], "images": 200, "warmup": 5, "input_size": None, "device": None, "train_iters": 10,
+                   "measure": None}
 
 
 def _apply_preset(args: argparse.Namespace) -> None:
