@@ -11,6 +11,7 @@ which any model failed. torch is imported only by `bench`, `profile` and `valida
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 from pathlib import Path
@@ -185,6 +186,15 @@ def _finish_distributed() -> None:
         dist.destroy_process_group()
 
 
+@contextlib.contextmanager
+def _writing_into(folder: Path, what: str):
+    """A full disk (any OSError) while writing the page, plots or exports: one line naming the folder; records stay."""
+    try:
+        yield
+    except OSError as exc:
+        raise SegbenchError(f"{folder}: cannot write {what}: {exc.strerror or exc}") from exc
+
+
 def _render(args: argparse.Namespace, console, models: list[str] | None) -> None:
     """The page and plots of a sweep: its selected models only (the zoo's page is `segbench render`)."""
     from segbench.plots import plot_all
@@ -192,12 +202,10 @@ def _render(args: argparse.Namespace, console, models: list[str] | None) -> None
 
     results_dir, page, plots_dir = _paths(args)
     frame = load_frame(results_dir, args.zoo, models)
-    try:
+    with _writing_into(page.parent, "the page and plots"):
         page.parent.mkdir(parents=True, exist_ok=True)
         page.write_text(render_markdown(frame, getattr(args, "template", None)), encoding="utf-8")
         written = plot_all(frame, plots_dir)
-    except OSError as exc:  # a full disk after a sweep: one line, the records stay
-        raise SegbenchError(f"{page.parent}: cannot write the page and plots: {exc.strerror or exc}") from exc
     console.print(f"wrote {page} and {len(written)} plot file(s) in {plots_dir}", markup=False)
 
 
@@ -217,8 +225,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     for fmt in dict.fromkeys(args.format):
         path, text = page.with_name(FORMATS[fmt]), writers[fmt]()
         if not args.check:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+            with _writing_into(path.parent, path.name):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
             console.print(f"wrote {path}", markup=False)
         elif (diff := stale_diff(text, path)) is not None:
             sys.stdout.write(diff)
