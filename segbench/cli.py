@@ -263,10 +263,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
     if args.models != ["all"]:
         chosen = {s.name for s in select_models(load_zoo(args.zoo), [p for arg in args.models for p in arg.split(",") if p])}
         frame = frame[frame["model"].isin(chosen)]
-    written = plot_all(
-        frame, plots_dir, args.hardware, tuple(dict.fromkeys(args.x)), size=args.size, formats=tuple(dict.fromkeys(args.format)),
-        bubble=args.bubble, labels=args.labels, log=args.log, error_bars=not args.no_error_bars,
-    )  # fmt: skip
+    with _writing_into(plots_dir, "the plots"):
+        written = plot_all(
+            frame, plots_dir, args.hardware, tuple(dict.fromkeys(args.x)), size=args.size, formats=tuple(dict.fromkeys(args.format)),
+            bubble=args.bubble, labels=args.labels, log=args.log, error_bars=not args.no_error_bars,
+        )  # fmt: skip
     console = Console(stderr=True, soft_wrap=True)
     if not written:
         console.print(f"no measured records with an mIoU under {results_dir}: nothing to plot", markup=False)

@@ -357,3 +357,12 @@ def test_a_user_template_has_the_shipped_filters(measured, tmp_path):
     lines = (out / "model_zoo.md").read_text().splitlines()
     assert sorted(line.split()[:2] for line in lines) == [["toy_a", TOY_PARAMS_M["toy_a"]], ["toy_b", TOY_PARAMS_M["toy_b"]]]
     assert all(line.endswith("a%20b") for line in lines)
+
+
+def test_plot_on_a_full_disk_is_one_line_naming_the_folder(measured, capsys):
+    zoo, out = measured
+    (out / "plots").mkdir()
+    (out / "plots" / "miou_vs_latency.png").symlink_to("/dev/full")  # writing to /dev/full fails with ENOSPC
+    assert main(["plot", "--zoo", str(zoo), "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"segbench: error: {out / 'plots'}: cannot write the plots: No space left on device\n", err
