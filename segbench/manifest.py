@@ -21,6 +21,7 @@ import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -349,6 +350,16 @@ def _name_problem(name: str) -> str | None:
     return None
 
 
+def _is_web_url(text: str) -> bool:
+    """An http(s) URL with a host: what a manifest's Weights may name, so that a zoo from elsewhere cannot have `bench
+    --weights` read (or copy into the cache) a file of this machine, as a path or a file:// URL would."""
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # a malformed host, such as an unclosed IPv6 bracket
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def _model_label(raw: Any, index: int) -> str:
     """How errors name a model entry: its Name where that is a valid name, else its position."""
     name = raw.get("Name") if isinstance(raw, dict) else None
@@ -375,7 +386,13 @@ def _model_spec(raw: Any, where: str, family: str, collections: set[str], index:
     sha = raw.get("Weights SHA256")
     if sha is not None and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha.lower())):
         raise SegbenchError(f"{located(where, name, 'Weights SHA256')}: expected 64 hex digits, got {_shown(sha)}")
-    if raw.get("Weights") == BUILTIN_WEIGHTS:
+    weights = raw.get("Weights")
+    if weights not in (None, BUILTIN_WEIGHTS) and not _is_web_url(weights):
+        raise SegbenchError(
+            f"{located(where, name, 'Weights')}: expected an http(s) URL, 'builtin' or null, got {_shown(weights)}: a "
+            "manifest may not name a file on this machine; to load a local checkpoint, give it yourself with --checkpoint"
+        )
+    if weights == BUILTIN_WEIGHTS:
         if "callable" not in raw["Build"]:
             raise SegbenchError(
                 f"{located(where, name, 'Weights')}: 'builtin' says a Build.callable loads its own trained weights; "
