@@ -347,3 +347,8 @@ def test_manifest_weights_may_be_http_https_builtin_or_null(tmp_path):
         (spec,) = load_manifest(write(tmp_path, GOOD + f"  Weights: {json.dumps(weights)}\n"))
         assert spec.weights == weights
 
+
+def test_a_long_unknown_kwarg_is_shortened_in_the_error(tmp_path):
+    key = "k" * 1000  # YAML's longest plain key
+    message = error_of(write(tmp_path, GOOD + f"    kwargs: {{{key}: 1}}\n"))
+    assert "not an argument of the builder" in message and len(message) < 400, len(message)
