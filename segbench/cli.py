@@ -11,6 +11,7 @@ which any model failed. torch is imported only by `bench`, `profile` and `valida
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import NoReturn
 
 from segbench import PROJECT_ROOT
 from segbench.errors import SegbenchError, one_line_warnings
-from segbench.records import MEASUREMENTS
+from segbench.records import MEASUREMENTS, chosen_measurements
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -51,12 +52,10 @@ def _sha256(text: str) -> str:
 
 def _measurements(text: str) -> tuple[str, ...]:
     """--measure: a comma list of MEASUREMENTS, sorted."""
-    chosen = tuple(sorted({part.strip() for part in text.split(",") if part.strip()}))
-    unknown = [part for part in chosen if part not in MEASUREMENTS]
-    if unknown or not chosen:
-        got = ", ".join(map(repr, unknown)) or "nothing"
-        raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(MEASUREMENTS)}, got {got}")
-    return chosen
+    try:
+        return chosen_measurements(text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _duration(text: str) -> float:
@@ -155,7 +154,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-_BENCH_DEFAULTS = {"models": ["all"], "images": 200, "warmup": 5, "input_size": None, "device": None, "train_iters": 10}
+_BENCH_DEFAULTS = {"models": ["all"], "images": 200, "warmup": 5, "input_size": None, "device": None, "train_iters": 10,
+                   "measure": None}
 
 
 def _apply_preset(args: argparse.Namespace) -> None:
@@ -195,6 +195,15 @@ def _finish_distributed() -> None:
         dist.destroy_process_group()
 
 
+@contextlib.contextmanager
+def _writing_into(folder: Path, what: str):
+    """A full disk (any OSError) while writing the page, plots or exports: one line naming the folder; records stay."""
+    try:
+        yield
+    except OSError as exc:
+        raise SegbenchError(f"{folder}: cannot write {what}: {exc.strerror or exc}") from exc
+
+
 def _render(args: argparse.Namespace, console, models: list[str] | None) -> None:
     """The page and plots of a sweep: its selected models only (the zoo's page is `segbench render`)."""
     from segbench.plots import plot_all
@@ -202,12 +211,10 @@ def _render(args: argparse.Namespace, console, models: list[str] | None) -> None
 
     results_dir, page, plots_dir = _paths(args)
     frame = load_frame(results_dir, args.zoo, models)
-    try:
+    with _writing_into(page.parent, "the page and plots"):
         page.parent.mkdir(parents=True, exist_ok=True)
         page.write_text(render_markdown(frame, getattr(args, "template", None)), encoding="utf-8")
         written = plot_all(frame, plots_dir)
-    except OSError as exc:  # a full disk after a sweep: one line, the records stay
-        raise SegbenchError(f"{page.parent}: cannot write the page and plots: {exc.strerror or exc}") from exc
     console.print(f"wrote {page} and {len(written)} plot file(s) in {plots_dir}", markup=False)
 
 
@@ -227,8 +234,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     for fmt in dict.fromkeys(args.format):
         path, text = page.with_name(FORMATS[fmt]), writers[fmt]()
         if not args.check:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+            with _writing_into(path.parent, path.name):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
             console.print(f"wrote {path}", markup=False)
         elif (diff := stale_diff(text, path)) is not None:
             sys.stdout.write(diff)
@@ -264,10 +272,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
     if args.models != ["all"]:
         chosen = {s.name for s in select_models(load_zoo(args.zoo), [p for arg in args.models for p in arg.split(",") if p])}
         frame = frame[frame["model"].isin(chosen)]
-    written = plot_all(
-        frame, plots_dir, args.hardware, tuple(dict.fromkeys(args.x)), size=args.size, formats=tuple(dict.fromkeys(args.format)),
-        bubble=args.bubble, labels=args.labels, log=args.log, error_bars=not args.no_error_bars,
-    )  # fmt: skip
+    with _writing_into(plots_dir, "the plots"):
+        written = plot_all(
+            frame, plots_dir, args.hardware, tuple(dict.fromkeys(args.x)), size=args.size, formats=tuple(dict.fromkeys(args.format)),
+            bubble=args.bubble, labels=args.labels, log=args.log, error_bars=not args.no_error_bars,
+        )  # fmt: skip
     console = Console(stderr=True, soft_wrap=True)
     if not written:
         console.print(f"no measured records with an mIoU under {results_dir}: nothing to plot", markup=False)

@@ -13,7 +13,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from segbench.errors import SegbenchError, SegbenchWarning, located
 from segbench.tempfiles import owned_temp_file, remove_abandoned
@@ -23,6 +23,15 @@ FAILED_SUFFIX = ".failed.json"
 MEASUREMENTS = ("latency", "macs", "memory", "miou", "params", "training")
 """What a sweep can measure (`--measure`); `settings.measure` lists what was asked for, so a section
 a record lacks for that reason is intended, not missing. mIoU needs a dataset as well."""
+
+
+def chosen_measurements(names: Iterable[str]) -> tuple[str, ...]:
+    """Names from MEASUREMENTS, sorted and without repeats (--measure, a preset's `measure`); ValueError for others or none."""
+    chosen = tuple(sorted({name.strip() for name in names if name.strip()}))
+    unknown = [name for name in chosen if name not in MEASUREMENTS]
+    if unknown or not chosen:
+        raise ValueError(f"expected a list of {', '.join(MEASUREMENTS)}, got {', '.join(map(repr, unknown)) or 'nothing'}")
+    return chosen
 
 
 def record_path(results_dir: Path, hardware: str, model: str, *, failed: bool = False) -> Path:
