@@ -13,8 +13,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from segbench.errors import SegbenchError, located
-from segbench.manifest import ModelSpec, one_line
+from segbench.errors import SegbenchError, located, one_line
+from segbench.manifest import ModelSpec
 from segbench.models import architecture_builder, list_architectures
 
 

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from segbench.errors import SegbenchError, located
+from segbench.errors import SegbenchError, located, one_line
 
 CITYSCAPES_SIZE = (1024, 2048)  # (H, W)
 IMAGENET_MEAN = (123.675, 116.28, 103.53)  # RGB, 0-255 scale, as mmsegmentation's configs
@@ -53,13 +53,6 @@ _SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 2, 80, 80
 def _shown(value: Any) -> str:
     """repr() of a value from a file, cut short: an error line stays one short line whatever the file holds."""
     return one_line(_SHORT.repr(value), 100)
-
-
-def one_line(text: Any, limit: int = 200) -> str:
-    """An exception's text as one short line."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
 
 
 # --------------------------------------------------------------------------- schema

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from segbench import PROJECT_ROOT
-from segbench.errors import SegbenchError, located
-from segbench.manifest import load_yaml_data, one_line
+from segbench.errors import SegbenchError, located, one_line
+from segbench.manifest import load_yaml_data
 from segbench.records import chosen_measurements
 
 PRESET_DIR = PROJECT_ROOT / "zoo" / "presets"

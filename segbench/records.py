@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from segbench.errors import SegbenchError, SegbenchWarning, located
+from segbench.errors import SegbenchError, SegbenchWarning, located, one_line
 from segbench.tempfiles import owned_temp_file, remove_abandoned
 
 SCHEMA_VERSION = 1
@@ -68,7 +68,7 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
 
 
 def _write_error(path: Path, exc: OSError) -> SegbenchError:
-    reason = exc.strerror or _one_line(exc)
+    reason = exc.strerror or one_line(exc)
     return SegbenchError(f"{path.parent}: cannot write record {path.name}: {reason}; records written before are kept, "
                          "free space or fix the folder's permissions and re-run (current records are skipped)")  # fmt: skip
 
@@ -218,12 +218,7 @@ def placement_problem(path: Path, record: dict[str, Any]) -> tuple[str, str, Any
 
 
 def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return _one_line(text if len(text) <= limit else text[: limit - 3] + "...")
-
-
-def _one_line(value: Any) -> str:
-    return " ".join(str(value).split())
+    return one_line(repr(value), limit)
 
 
 def read_record(path: Path) -> dict[str, Any]:
@@ -236,7 +231,7 @@ def read_record(path: Path) -> dict[str, Any]:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or not UTF-8; RecursionError: deep nesting
-        raise SegbenchError(f"{path}: unreadable record: {_one_line(exc)}; delete it or re-run bench") from exc
+        raise SegbenchError(f"{path}: unreadable record: {one_line(exc)}; delete it or re-run bench") from exc
     version = record.get("schema_version") if isinstance(record, dict) else None
     if version != SCHEMA_VERSION:
         raise SegbenchError(f"{path}: field 'schema_version': expected {SCHEMA_VERSION}, got {_short(version)}")

@@ -20,9 +20,9 @@ import pandas as pd
 from jinja2.sandbox import SandboxedEnvironment
 
 from segbench import PROJECT_ROOT
-from segbench.errors import SegbenchError
+from segbench.errors import SegbenchError, one_line
 from segbench.formatting import fixed
-from segbench.manifest import BUILTIN_WEIGHTS, ModelSpec, load_zoo, one_line
+from segbench.manifest import BUILTIN_WEIGHTS, ModelSpec, load_zoo
 from segbench.records import is_demo_accuracy, iter_records, macs_per_image
 from segbench.stats import latency_summary
 from segbench.validity import validity_of
