@@ -1,7 +1,8 @@
 """Training memory and step time, as mmsegmentation's model zoo reports "Mem (GB)" and s/iter.
 
 One step: forward at the manifest's crop size and per-GPU batch, cross-entropy (ignore index
-255) on the decode head and, with weight 0.4, on the auxiliary head, backward, an SGD step
+255) on the decode head and, with weight 0.4, on each auxiliary head (STDC's detail head on the
+labels' boundaries), backward, an SGD step
 (lr 0.01, momentum 0.9, as mmsegmentation's configs). Entries that mmsegmentation trained with
 mixed precision (its '-amp-' configs) train under fp16 autocast with dynamic loss scaling, as its
 AmpOptimWrapper does, and the rest in fp32. Labels are random; the cost of a step does not depend on them. It runs on a deep copy, so the measured model keeps its weights and its
