@@ -45,3 +45,18 @@ def resize(x: torch.Tensor, size: tuple[int, int], align_corners: bool) -> torch
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
+
+
+class ConvNoNorm(nn.Module):
+    """Conv without normalization, optionally followed by ReLU: mmcv's ConvModule with norm_cfg=None
+    (key `conv.*`; its bias is on unless the config turns it off)."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, *, padding: int = 0, bias: bool = True, relu: bool = False
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, bias=bias)
+        self.activate = nn.ReLU(inplace=True) if relu else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activate(self.conv(x))

@@ -42,3 +42,11 @@ class EncoderDecoder(nn.Module):
         if self.neck is not None:
             features = self.neck(features)
         return self.decode_head(features)
+
+
+class AuxiliaryHeads(nn.ModuleList):
+    """mmsegmentation's list-valued `auxiliary_head` (keys `auxiliary_head.<i>.*`): heads on several
+    backbone levels, all trained, none run at inference. Returns each head's logits."""
+
+    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [head(features) for head in self]
