@@ -64,17 +64,29 @@ def training_outputs(model: nn.Module, images: torch.Tensor) -> list[tuple[torch
     features = model.backbone(images)
     if model.neck is not None:
         features = model.neck(features)
-    outputs = [(model.decode_head(features), 1.0)]
+    logits = model.decode_head(features)
+    if isinstance(logits, tuple):  # a head with training-only branches, in train mode: one output per branch
+        outputs = list(zip(logits, model.decode_head.loss_weights, strict=True))
+    else:
+        outputs = [(logits, 1.0)]
     if hasattr(model, "auxiliary_head"):
         outputs.append((model.auxiliary_head(features), AUXILIARY_LOSS_WEIGHT))
     return outputs
 
 
+def head_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy; a one-channel boundary head (PIDNet's D branch) takes binary cross-entropy
+    against the labelled pixels as a stand-in edge map (the step's cost does not depend on it)."""
+    if logits.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(logits[:, 0], (labels != IGNORE_INDEX).to(logits.dtype))
+    return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+
+
 def training_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Weighted cross-entropy of every head, logits resized to the labels as mmseg's losses do."""
+    """Weighted loss of every head, logits resized to the labels as mmseg's losses do."""
     align_corners = getattr(model, "align_corners", False)
     return sum(
-        weight * F.cross_entropy(resize(logits, tuple(labels.shape[-2:]), align_corners), labels, ignore_index=IGNORE_INDEX)
+        weight * head_loss(resize(logits, tuple(labels.shape[-2:]), align_corners), labels)
         for logits, weight in training_outputs(model, images)
     )
 

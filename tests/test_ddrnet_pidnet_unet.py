@@ -1,0 +1,121 @@
+"""DDRNet, PIDNet and UNet: mmsegmentation parity (keys, shapes, params), output shapes, and the
+branches that exist only for training (present so checkpoints load, absent from inference)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmseg_reference import PARAMS, REFERENCE, assert_matches_mmseg, reference_shapes
+from segbench.complexity import _meta_flops, count_params
+from segbench.models import architecture_builder
+from segbench.training import training_outputs
+
+# mmsegmentation config -> (segbench architecture, builder arguments)
+CONFIGS = {
+    "ddrnet_23-slim_in1k-pre_2xb6-120k_cityscapes-1024x1024": ("ddrnet", {"channels": 32, "head_channels": 64}),
+    "ddrnet_23_in1k-pre_2xb6-120k_cityscapes-1024x1024": ("ddrnet", {"channels": 64, "head_channels": 128}),
+}
+
+# architecture -> its modules that only training runs (mmseg's heads run them in train mode only)
+TRAINING_ONLY = {
+    "ddrnet": ("decode_head.aux_head", "decode_head.aux_cls_seg"),
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny inputs run faster on one thread (OpenMP's barriers cost more than the work)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_every_config_has_its_reference_file():
+    assert set(CONFIGS) <= {p.name.removesuffix(".keys.txt") for p in REFERENCE.glob("*.keys.txt")} & set(PARAMS)
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_state_dict_and_params_match_mmsegmentation(config):
+    architecture, kwargs = CONFIGS[config]
+    assert_matches_mmseg(architecture_builder(architecture)(**kwargs), config)
+
+
+def _reference_params(config: str, prefixes: tuple[str, ...]) -> int:
+    """Parameters under `prefixes` in mmseg's key listing (weights and biases; BN buffers are not parameters)."""
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    return sum(
+        torch.Size(shape).numel()
+        for key, shape in reference_shapes(config).items()
+        if key.startswith(prefixes) and not key.endswith(buffers)
+    )
+
+
+@pytest.mark.parametrize("config", [c for c in sorted(CONFIGS) if CONFIGS[c][0] in TRAINING_ONLY])
+def test_training_only_branches_leave_the_inference_params(config):
+    architecture, kwargs = CONFIGS[config]
+    training_only = tuple(f"{name}." for name in TRAINING_ONLY[architecture])
+    params = count_params(architecture_builder(architecture)(**kwargs))
+    assert params["total"] == PARAMS[config]["params_total"]
+    assert params["inference"] == PARAMS[config]["params_total"] - _reference_params(config, training_only)
+    assert params["inference"] < params["total"]
+
+
+def _calls(model, names) -> dict[str, int]:
+    """A counter of forward calls of each named module, filled by hooks."""
+    calls = dict.fromkeys(names, 0)
+    for name in names:
+        model.get_submodule(name).register_forward_hook(lambda *_, n=name: calls.__setitem__(n, calls[n] + 1))
+    return calls
+
+
+# the smallest config of each architecture with training-only branches
+SMALLEST = {}
+for _config in sorted(CONFIGS, key=lambda c: PARAMS[c]["params_total"]):
+    SMALLEST.setdefault(CONFIGS[_config][0], _config)
+
+
+@pytest.mark.parametrize("config", [SMALLEST[a] for a in TRAINING_ONLY])
+def test_training_only_branches_run_in_training_only(config):
+    """mmseg's DDRHead/PIDHead run their extra branches only in train mode: segbench's eval
+    forward (what latency and MACs measure) must never run them, its training step must."""
+    architecture, kwargs = CONFIGS[config]
+    torch.manual_seed(0)
+    model = architecture_builder(architecture)(**kwargs)
+    calls = _calls(model, TRAINING_ONLY[architecture])
+    with torch.no_grad():
+        model.eval()(torch.randn(1, 3, 64, 128))
+    assert set(calls.values()) == {0}
+    meta_modules = _meta_flops(model, (64, 128))
+    assert [m for m in meta_modules if m.startswith(TRAINING_ONLY[architecture])] == []
+    outputs = training_outputs(model.train(), torch.randn(2, 3, 64, 128))
+    assert set(calls.values()) == {1}
+    assert [weight for _, weight in outputs] == list(model.decode_head.loss_weights)
+
+
+# builder arguments -> expected logits (classes, H, W) for a 1x3x64x128 input
+OUTPUT_SHAPES = [
+    ("ddrnet", {}, (19, 8, 16)),
+    ("ddrnet", {"channels": 64, "head_channels": 128, "num_classes": 5}, (5, 8, 16)),
+]
+
+
+@pytest.mark.parametrize(("architecture", "kwargs", "expected"), OUTPUT_SHAPES)
+def test_output_shape(architecture, kwargs, expected):
+    torch.manual_seed(0)
+    model = architecture_builder(architecture)(**kwargs).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(1, 3, 64, 128))
+    assert tuple(logits.shape) == (1, *expected)
+    assert torch.isfinite(logits).all()
+
+
+def test_ddrnet_closes_a_stage_without_relu_as_mmseg():
+    """mmseg's _make_layer: a BasicBlock stage's first block ends in ReLU, its last does not (the
+    fusion adds to it first); a single Bottleneck ends without one. Keys cannot show this."""
+    backbone = architecture_builder("ddrnet")().backbone
+    for stage in (*backbone.context_branch_layers[:2], *backbone.spatial_branch_layers[:2], backbone.stem[2]):
+        assert [type(block.act).__name__ for block in stage] == ["ReLU", "Identity"]
+    for stage in (backbone.context_branch_layers[2], backbone.spatial_branch_layers[2]):
+        assert [type(block.act).__name__ for block in stage] == ["Identity"]
