@@ -6,15 +6,22 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmseg_reference import PARAMS, REFERENCE, assert_matches_mmseg, reference_shapes
+from mmseg_reference import DRIVE_REFERENCE, PARAMS, REFERENCE, assert_matches_mmseg, reference_shapes
 from segbench.complexity import _meta_flops, count_params
-from segbench.models import architecture_builder
+from segbench.models import architecture_builder, list_architectures
 from segbench.training import training_outputs
 
 # mmsegmentation config -> (segbench architecture, builder arguments)
 CONFIGS = {
     "ddrnet_23-slim_in1k-pre_2xb6-120k_cityscapes-1024x1024": ("ddrnet", {"channels": 32, "head_channels": 64}),
     "ddrnet_23_in1k-pre_2xb6-120k_cityscapes-1024x1024": ("ddrnet", {"channels": 64, "head_channels": 128}),
+    "unet-s5-d16_fcn_4xb4-160k_cityscapes-512x1024": ("fcn_unet", {}),
+}
+# mmseg ships UNet's PSP and ASPP heads for DRIVE (2 classes) only: their metafile reports Dice, not
+# mIoU, so no zoo entry covers them and their key lists live apart (tests/data/mmseg-keys-drive).
+DRIVE_CONFIGS = {
+    "unet-s5-d16_pspnet_4xb4-40k_drive-64x64": ("pspnet_unet", {"num_classes": 2}),
+    "unet-s5-d16_deeplabv3_4xb4-40k_drive-64x64": ("deeplabv3_unet", {"num_classes": 2}),
 }
 
 # architecture -> its modules that only training runs (mmseg's heads run them in train mode only)
@@ -33,13 +40,20 @@ def one_thread():
 
 
 def test_every_config_has_its_reference_file():
-    assert set(CONFIGS) <= {p.name.removesuffix(".keys.txt") for p in REFERENCE.glob("*.keys.txt")} & set(PARAMS)
+    for configs, folder in ((CONFIGS, REFERENCE), (DRIVE_CONFIGS, DRIVE_REFERENCE)):
+        assert set(configs) <= {p.name.removesuffix(".keys.txt") for p in folder.glob("*.keys.txt")} & set(PARAMS)
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_state_dict_and_params_match_mmsegmentation(config):
     architecture, kwargs = CONFIGS[config]
     assert_matches_mmseg(architecture_builder(architecture)(**kwargs), config)
+
+
+@pytest.mark.parametrize("config", sorted(DRIVE_CONFIGS))
+def test_unet_psp_and_aspp_heads_match_mmsegmentation_drive_configs(config):
+    architecture, kwargs = DRIVE_CONFIGS[config]
+    assert_matches_mmseg(architecture_builder(architecture)(**kwargs), config, DRIVE_REFERENCE)
 
 
 def _reference_params(config: str, prefixes: tuple[str, ...]) -> int:
@@ -98,7 +112,15 @@ def test_training_only_branches_run_in_training_only(config):
 OUTPUT_SHAPES = [
     ("ddrnet", {}, (19, 8, 16)),
     ("ddrnet", {"channels": 64, "head_channels": 128, "num_classes": 5}, (5, 8, 16)),
+    ("fcn_unet", {}, (19, 64, 128)),  # UNet's heads read the full-resolution decoder output
+    ("pspnet_unet", {"num_classes": 2}, (2, 64, 128)),
+    ("deeplabv3_unet", {}, (19, 64, 128)),
 ]
+
+
+def test_every_builder_here_has_an_output_shape_case():
+    ours = {"ddrnet", "fcn_unet", "pspnet_unet", "deeplabv3_unet"}
+    assert {name for name, _, _ in OUTPUT_SHAPES} == ours <= set(list_architectures())
 
 
 @pytest.mark.parametrize(("architecture", "kwargs", "expected"), OUTPUT_SHAPES)
@@ -119,3 +141,15 @@ def test_ddrnet_closes_a_stage_without_relu_as_mmseg():
         assert [type(block.act).__name__ for block in stage] == ["ReLU", "Identity"]
     for stage in (backbone.context_branch_layers[2], backbone.spatial_branch_layers[2]):
         assert [type(block.act).__name__ for block in stage] == ["Identity"]
+
+
+def test_unet_slides_as_mmseg_tests_it_on_drive():
+    """mmseg's UNet DRIVE configs slide 64x64 windows at stride 42: every window must be a multiple of 16."""
+    from segbench.inference import slide_logits
+
+    torch.manual_seed(0)
+    model = architecture_builder("pspnet_unet")(num_classes=2, auxiliary_head=False).eval()
+    with torch.no_grad():
+        logits = slide_logits(model, torch.randn(1, 3, 64, 112), (64, 64), (42, 42), align_corners=False)
+    assert tuple(logits.shape) == (1, 2, 64, 112)
+    assert torch.isfinite(logits).all()
