@@ -16,6 +16,12 @@ CONFIGS = {
     "ddrnet_23-slim_in1k-pre_2xb6-120k_cityscapes-1024x1024": ("ddrnet", {"channels": 32, "head_channels": 64}),
     "ddrnet_23_in1k-pre_2xb6-120k_cityscapes-1024x1024": ("ddrnet", {"channels": 64, "head_channels": 128}),
     "unet-s5-d16_fcn_4xb4-160k_cityscapes-512x1024": ("fcn_unet", {}),
+    "pidnet-s_2xb6-120k_1024x1024-cityscapes": ("pidnet", {}),
+    "pidnet-m_2xb6-120k_1024x1024-cityscapes": ("pidnet", {"channels": 64}),
+    "pidnet-l_2xb6-120k_1024x1024-cityscapes": (
+        "pidnet",
+        {"channels": 64, "ppm_channels": 112, "num_stem_blocks": 3, "num_branch_blocks": 4, "head_channels": 256},
+    ),
 }
 # mmseg ships UNet's PSP and ASPP heads for DRIVE (2 classes) only: their metafile reports Dice, not
 # mIoU, so no zoo entry covers them and their key lists live apart (tests/data/mmseg-keys-drive).
@@ -27,6 +33,7 @@ DRIVE_CONFIGS = {
 # architecture -> its modules that only training runs (mmseg's heads run them in train mode only)
 TRAINING_ONLY = {
     "ddrnet": ("decode_head.aux_head", "decode_head.aux_cls_seg"),
+    "pidnet": ("decode_head.p_head", "decode_head.p_cls_seg", "decode_head.d_head", "decode_head.d_cls_seg"),
 }
 
 
@@ -115,11 +122,13 @@ OUTPUT_SHAPES = [
     ("fcn_unet", {}, (19, 64, 128)),  # UNet's heads read the full-resolution decoder output
     ("pspnet_unet", {"num_classes": 2}, (2, 64, 128)),
     ("deeplabv3_unet", {}, (19, 64, 128)),
+    ("pidnet", {}, (19, 8, 16)),
+    ("pidnet", {"channels": 64, "ppm_channels": 112, "num_stem_blocks": 3, "num_branch_blocks": 4, "num_classes": 3}, (3, 8, 16)),
 ]
 
 
 def test_every_builder_here_has_an_output_shape_case():
-    ours = {"ddrnet", "fcn_unet", "pspnet_unet", "deeplabv3_unet"}
+    ours = {"ddrnet", "pidnet", "fcn_unet", "pspnet_unet", "deeplabv3_unet"}
     assert {name for name, _, _ in OUTPUT_SHAPES} == ours <= set(list_architectures())
 
 
@@ -153,3 +162,27 @@ def test_unet_slides_as_mmseg_tests_it_on_drive():
         logits = slide_logits(model, torch.randn(1, 3, 64, 112), (64, 64), (42, 42), align_corners=False)
     assert tuple(logits.shape) == (1, 2, 64, 112)
     assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize(("kwargs", "fusion", "pyramid"), [({}, "LightBag", "PAPPM"), ({"num_stem_blocks": 3}, "Bag", "DAPPM")])
+def test_pidnet_s_m_and_l_fuse_as_mmseg_picks(kwargs, fusion, pyramid):
+    """mmseg's PIDNet switches on num_stem_blocks: 2 (S, M) takes PAPPM and LightBag, 3 (L) DAPPM and Bag."""
+    backbone = architecture_builder("pidnet")(**kwargs).backbone
+    assert (type(backbone.dfm).__name__, type(backbone.spp).__name__) == (fusion, pyramid)
+
+
+def test_pidnet_train_outputs_are_p_i_and_d_logits():
+    """In train mode the head returns mmseg's (P, I, D): classes, classes and one boundary channel, all
+    at 1/8; the D output trains with a binary loss; the step reaches every parameter of PIDNet-S
+    (the zoo's training-step test takes PIDNet-L, whose fusion and pyramid differ)."""
+    from segbench.training import training_loss
+
+    torch.manual_seed(0)
+    model = architecture_builder("pidnet")(num_classes=5).train()
+    p, i, d = (logits for logits, _ in training_outputs(model, torch.randn(2, 3, 64, 128)))
+    assert [tuple(t.shape) for t in (p, i, d)] == [(2, 5, 8, 16), (2, 5, 8, 16), (2, 1, 8, 16)]
+    labels = torch.randint(0, 5, (2, 64, 128))
+    loss = training_loss(model, torch.randn(2, 3, 64, 128), labels)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()] == []
