@@ -75,20 +75,44 @@ def training_outputs(model: nn.Module, images: torch.Tensor) -> list[tuple[torch
     features = model.backbone(images)
     if model.neck is not None:
         features = model.neck(features)
-    return [(head(features), weight) for head, weight in training_heads(model)]
+    return [(logits, weight) for logits, weight, _ in _head_outputs(model, features)]
+
+
+def _head_outputs(model: EncoderDecoder, features) -> list[tuple[torch.Tensor, float, nn.Module]]:
+    """(logits, loss weight, head) of every training head; a head with training-only branches
+    returns one output per branch in train mode, each with its `loss_weights` entry."""
+    outputs = []
+    for head, weight in training_heads(model):
+        logits = head(features)
+        if isinstance(logits, tuple):
+            outputs += [(branch, weight * w, head) for branch, w in zip(logits, head.loss_weights, strict=True)]
+        else:
+            outputs.append((logits, weight, head))
+    return outputs
+
+
+def head_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy; a one-channel boundary head (PIDNet's D branch) takes binary cross-entropy
+    against the labelled pixels as a stand-in edge map (the step's cost does not depend on it)."""
+    if logits.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(logits[:, 0], (labels != IGNORE_INDEX).to(logits.dtype))
+    return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
 
 
 def training_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Weighted cross-entropy of every head, logits resized to the labels as mmseg's losses do.
-    A head that learns something else than the classes (STDC's detail head: boundaries) says so
-    with a `training_labels(labels)` method."""
+    """Weighted loss of every head, logits resized to the labels as mmseg's losses do. A head that
+    learns something else than the classes (STDC's detail head: boundaries) says so with a
+    `training_labels(labels)` method."""
+    if not isinstance(model, EncoderDecoder):
+        return head_loss(model(images), labels)
     align_corners = getattr(model, "align_corners", False)
-    heads = [head for head, _ in training_heads(model)] if isinstance(model, EncoderDecoder) else [model]
+    features = model.backbone(images)
+    if model.neck is not None:
+        features = model.neck(features)
     losses = []
-    for (logits, weight), head in zip(training_outputs(model, images), heads):
+    for logits, weight, head in _head_outputs(model, features):
         target = head.training_labels(labels) if hasattr(head, "training_labels") else labels
-        resized = resize(logits, tuple(target.shape[-2:]), align_corners)
-        losses.append(weight * F.cross_entropy(resized, target, ignore_index=IGNORE_INDEX))
+        losses.append(weight * head_loss(resize(logits, tuple(target.shape[-2:]), align_corners), target))
     return sum(losses)
 
 

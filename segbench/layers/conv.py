@@ -40,6 +40,22 @@ class ConvBNReLU(nn.Module):
         return self.activate(self.bn(self.conv(x)))
 
 
+class BNReLUConv(nn.Module):
+    """Pre-activation: BatchNorm over the input, ReLU, bias-free conv; mmcv's ConvModule with
+    order ('norm', 'act', 'conv'), so `bn` has the input's width (DDRNet's and PIDNet's heads and PPMs)."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, *, padding: int = 0, groups: int = 1
+    ) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(in_channels)
+        self.activate = nn.ReLU(inplace=True)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, groups=groups, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.activate(self.bn(x)))
+
+
 def resize(x: torch.Tensor, size: tuple[int, int], align_corners: bool) -> torch.Tensor:
     """Bilinear resize to (H, W); a no-op when the size already matches."""
     if tuple(x.shape[-2:]) == tuple(size):

@@ -1,6 +1,8 @@
 """segbench's own architectures; importing this package registers them all."""
 
-from segbench.models import bisenetv1, bisenetv2, deeplabv3, deeplabv3plus, fcn, fpn, pspnet, stdc, upernet  # noqa: F401  (registration)
+from segbench.models import (  # noqa: F401  (registration)
+    bisenetv1, bisenetv2, ddrnet, deeplabv3, deeplabv3plus, fcn, fpn, pidnet, pspnet, stdc, unet, upernet,
+)
 from segbench.models.registry import architecture_builder, list_architectures, register_architecture
 
 __all__ = ["architecture_builder", "list_architectures", "register_architecture"]
