@@ -55,7 +55,8 @@ def training_precision(spec: ModelSpec) -> tuple[str, str]:
 
 def training_outputs(model: nn.Module, images: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
     """(logits, loss weight) of every head that trains: an EncoderDecoder's decode head and its
-    auxiliary head on the same backbone features; any other model's forward output.
+    auxiliary head (or each of mmseg's list of them, a ModuleList) on the same backbone
+    features; any other model's forward output.
 
     EncoderDecoder.forward runs the decode head only (inference), so the heads are called here.
     """
@@ -66,7 +67,9 @@ def training_outputs(model: nn.Module, images: torch.Tensor) -> list[tuple[torch
         features = model.neck(features)
     outputs = [(model.decode_head(features), 1.0)]
     if hasattr(model, "auxiliary_head"):
-        outputs.append((model.auxiliary_head(features), AUXILIARY_LOSS_WEIGHT))
+        auxiliary = model.auxiliary_head
+        heads = auxiliary if isinstance(auxiliary, nn.ModuleList) else [auxiliary]
+        outputs += [(head(features), AUXILIARY_LOSS_WEIGHT) for head in heads]
     return outputs
 
 

@@ -65,8 +65,10 @@ OUTPUT_SHAPES = [
 ]
 
 
-def test_every_builder_has_an_output_shape_case():
-    assert {name for name, _, _ in OUTPUT_SHAPES} == set(list_architectures())
+def test_every_resnet_family_builder_has_an_output_shape_case():
+    resnet_families = {"deeplabv3", "deeplabv3plus", "fcn", "fpn", "pspnet", "upernet"}
+    ours = {n for n in list_architectures() if architecture_builder(n).__module__.rsplit(".", 1)[-1] in resnet_families}
+    assert {name for name, _, _ in OUTPUT_SHAPES} == ours
 
 
 @pytest.mark.parametrize(("architecture", "kwargs", "expected"), OUTPUT_SHAPES)
