@@ -137,9 +137,9 @@ def test_icnet_pooling_follows_mmsegmentation():
     pyramid before the features (mmseg: `self.psp_modules(x) + [x]`): a 1x1 input shows both."""
     model = build("icnet_resnet", depth=18).eval()
     assert model.backbone.backbone.maxpool.ceil_mode
-    # odd sizes: ceil_mode keeps the corner (mmseg) where floor would lose a row and a column
+    # 8x8, kernel 3, stride 2, padding 1: ceil((8 + 2 - 3) / 2) + 1 = 5 windows a side; floor gives 4
     with torch.no_grad():
-        pooled = model.backbone.backbone.maxpool(torch.randn(1, 64, 9, 9))
+        pooled = model.backbone.backbone.maxpool(torch.randn(1, 64, 8, 8))
     assert tuple(pooled.shape[-2:]) == (5, 5)
     bottleneck = model.backbone.psp_bottleneck.conv
     x_channels = model.backbone.backbone.out_channels[3]
