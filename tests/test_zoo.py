@@ -142,7 +142,7 @@ def test_a_training_step_reaches_every_parameter(spec):
     assert [name for name, p in trained if not p.grad.abs().sum() and name not in ZERO_GRADIENT] == []
     with torch.no_grad():
         heads = training_outputs(model.eval(), torch.randn(1, 3, 64, 128))
-    auxiliary = getattr(model, "auxiliary_head", None)
+    auxiliary = getattr(model, "auxiliary_head", None)  # one head, or mmseg's list of them
     assert len(heads) == 1 + (len(auxiliary) if isinstance(auxiliary, torch.nn.ModuleList) else auxiliary is not None)
 
 

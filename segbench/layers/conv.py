@@ -8,7 +8,8 @@ from torch import nn
 
 
 class ConvBNReLU(nn.Module):
-    """Bias-free conv, BatchNorm (eps 1e-5), ReLU; keys `conv.weight`, `bn.*` as in mmcv's ConvModule."""
+    """Bias-free conv, BatchNorm (eps 1e-5 unless a config says otherwise), ReLU; keys
+    `conv.weight`, `bn.*` as in mmcv's ConvModule."""
 
     def __init__(
         self,
@@ -21,6 +22,7 @@ class ConvBNReLU(nn.Module):
         dilation: int = 1,
         groups: int = 1,
         relu: bool = True,
+        eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(
@@ -33,7 +35,7 @@ class ConvBNReLU(nn.Module):
             groups=groups,
             bias=False,
         )
-        self.bn = nn.BatchNorm2d(out_channels)
+        self.bn = nn.BatchNorm2d(out_channels, eps=eps)
         self.activate = nn.ReLU(inplace=True) if relu else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """segbench's own architectures; importing this package registers them all."""
 
 from segbench.models import (  # noqa: F401  (registration)
-    bisenetv1, bisenetv2, ddrnet, deeplabv3, deeplabv3plus, fcn, fpn, pidnet, pspnet, stdc, unet, upernet,
+    bisenetv1, bisenetv2, cgnet, ddrnet, deeplabv3, deeplabv3plus, erfnet, fast_scnn, fcn, fpn, icnet, pidnet, pspnet,
+    stdc, unet, upernet,
 )
 from segbench.models.registry import architecture_builder, list_architectures, register_architecture
 
