@@ -154,3 +154,22 @@ def test_every_attention_of_mit_b0_is_counted_as_the_hand_count():
         for block in range(2):
             name = f"backbone.layers.{stage}.1.{block}.attn"
             assert rows[name] == efficient_attention_macs(channels, queries, sr_ratio), name
+
+
+def test_on_mit_b0_the_counters_differ_only_by_norm_and_resize_estimates():
+    """Convolutions, projections and attention products are equal in all three counters; fvcore adds
+    its estimates for LayerNorm, BatchNorm and the head's bilinear resizes, thop 4 per normalized
+    element (LayerNorm and BatchNorm, affine) and nothing for the functional resizes."""
+    model = architecture_builder("segformer_mit")(variant="b0").eval()
+    normalized = []
+    norms = [m for m in model.modules() if isinstance(m, (nn.LayerNorm, nn.BatchNorm2d))]
+    hooks = [m.register_forward_hook(lambda m, x, y: normalized.append(y.numel())) for m in norms]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 64, 128))
+    for hook in hooks:
+        hook.remove()
+    macs = count_macs(model, (64, 128))
+    by_operator = macs["fvcore_by_operator"]
+    assert by_operator["conv"] + by_operator["linear"] + by_operator["bmm"] == macs["flop_counter_macs"]
+    assert set(by_operator) - {"conv", "linear", "bmm"} == {"layer_norm", "batch_norm", "upsample_bilinear2d"}
+    assert macs["thop"] == macs["flop_counter_macs"] + 4 * sum(normalized)
