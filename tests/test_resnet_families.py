@@ -62,6 +62,7 @@ OUTPUT_SHAPES = [
     ("upernet_resnet", {"depth": 50, "align_corners": True}, (19, 16, 32)),
     ("fpn_resnet", {"depth": 50}, (19, 16, 32)),
     ("deeplabv3_torchvision", {"depth": 50}, (21, 8, 16)),
+    ("segformer_mit", {"variant": "b0"}, (19, 16, 32)),
 ]
 
 
