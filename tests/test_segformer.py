@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,10 +12,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmseg_reference import PARAMS, REFERENCE, assert_matches_mmseg
+from segbench.build import build_model
 from segbench.complexity import count_macs, module_breakdown
+from segbench.errors import SegbenchError
 from segbench.inference import slide_logits
+from segbench.manifest import load_manifest
 from segbench.models import architecture_builder
 from segbench.models.backbones.mit import EfficientSelfAttention
+
+ZOO = Path(__file__).resolve().parent.parent / "zoo"
 
 # mmsegmentation config -> (segbench architecture, builder arguments)
 CONFIGS = {f"segformer_mit-b{i}_8xb1-160k_cityscapes-1024x1024": ("segformer_mit", {"variant": f"b{i}"}) for i in range(6)}
@@ -173,3 +179,14 @@ def test_on_mit_b0_the_counters_differ_only_by_norm_and_resize_estimates():
     assert by_operator["conv"] + by_operator["linear"] + by_operator["bmm"] == macs["flop_counter_macs"]
     assert set(by_operator) - {"conv", "linear", "bmm"} == {"layer_norm", "batch_norm", "upsample_bilinear2d"}
     assert macs["thop"] == macs["flop_counter_macs"] + 4 * sum(normalized)
+
+
+def test_an_unknown_variant_is_one_line_naming_the_field(tmp_path):
+    manifest = tmp_path / "mine.yaml"
+    entry = (ZOO / "segformer.yaml").read_text().split("- Name: segformer_mit-b1")[0].replace("variant: b0", "variant: b9")
+    manifest.write_text(entry)
+    (spec,) = load_manifest(manifest)
+    with pytest.raises(SegbenchError) as error:
+        build_model(spec)
+    message = str(error.value)
+    assert "\n" not in message and "mine.yaml" in message and "Build.kwargs" in message and "'b9'" in message
