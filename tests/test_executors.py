@@ -103,6 +103,21 @@ def test_chunks_keep_entries_of_one_distinct_model_together(toy_zoo):
     assert names == [["toy_a", "toy_a_copy", "toy_b"], ["toy_slow_a", "toy_slow_b"], ["toy_slow_c"]]
 
 
+def kill_local_job(controller: int) -> None:
+    """SIGKILL a local submitit job: its controller process (the job id) and the task it started,
+    which would otherwise run on as an orphan. The controller is stopped first, so it cannot start
+    the task between the two kills."""
+    os.kill(controller, signal.SIGSTOP)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (command)": state, parent pid, ...
+        except OSError:
+            continue  # a process that ended meanwhile
+        if int(fields[1]) == controller:
+            os.kill(int(stat.parent.name), signal.SIGKILL)
+    os.kill(controller, signal.SIGKILL)
+
+
 def test_local_executor_a_killed_job_becomes_its_models_failure_record(slow_zoo, tmp_path):
     submitit = pytest.importorskip("submitit")
     results = tmp_path / "out" / "results"
@@ -112,7 +127,7 @@ def test_local_executor_a_killed_job_becomes_its_models_failure_record(slow_zoo,
     submission = executors.submit(executor, specs, FAST, results, device="cpu")
     assert [[s.name for s in chunk] for chunk in submission.chunks] == [["toy_slow_a"], ["toy_slow_b"]]
     killed = submission.jobs[0]
-    os.kill(int(killed.job_id), signal.SIGKILL)  # a local job's id is its process id
+    kill_local_job(int(killed.job_id))
     outcomes = executors.wait(submission, FAST, results, poll_s=0.2)
     by_name = {o.spec.name: o for o in outcomes}
     assert by_name["toy_slow_b"].status == "ok" and by_name["toy_slow_a"].status == "failed"
