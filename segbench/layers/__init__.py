@@ -1,7 +1,7 @@
 """Blocks shared by several architectures."""
 
-from segbench.layers.conv import ConvBNReLU, resize
+from segbench.layers.conv import ConvAct, ConvBNReLU, resize
 from segbench.layers.ppm import PyramidPooling
 from segbench.layers.separable import DepthwiseSeparableConvBNReLU
 
-__all__ = ["ConvBNReLU", "DepthwiseSeparableConvBNReLU", "PyramidPooling", "resize"]
+__all__ = ["ConvAct", "ConvBNReLU", "DepthwiseSeparableConvBNReLU", "PyramidPooling", "resize"]
