@@ -170,3 +170,14 @@ def test_auxiliary_head_is_left_out_of_the_inference_macs():
     assert with_aux["primary"] == "flop_counter" and with_aux["per_forward"] == without["per_forward"]
     lraspp = count_macs(architecture_builder("lraspp_mobilenet_v3")(arch="small"), (1024, 2048), cross_check=False)
     assert lraspp["primary"] == "flop_counter" and lraspp["per_forward"] > 0
+
+
+def test_a_training_step_of_the_large_lraspp_reaches_every_parameter():
+    """tests/test_zoo.py trains the smallest entry of each architecture (the small model); the large too."""
+    from segbench.training import training_loss
+
+    torch.manual_seed(0)
+    model = architecture_builder("lraspp_mobilenet_v3")(arch="large").train()
+    labels = torch.randint(0, 19, (2, 64, 128))
+    training_loss(model, torch.randn(2, 3, 64, 128), labels).backward()
+    assert [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()] == []
