@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmseg_reference import PARAMS, REFERENCE, assert_matches_mmseg
+from mmseg_reference import PARAMS, REFERENCE, assert_matches_mmseg, reference_shapes
 from segbench.complexity import count_macs
 from segbench.models import architecture_builder, list_architectures
 
@@ -55,6 +55,19 @@ def test_every_config_has_its_reference_file_and_every_builder_a_shape_case():
 def test_state_dict_and_params_match_mmsegmentation(config):
     architecture, kwargs = CONFIGS[config]
     assert_matches_mmseg(architecture_builder(architecture)(**kwargs), config)
+
+
+# The small LR-ASPP has no file in the shared reference set: its key list was written from mmseg
+# 1.2.2's own model (MODELS.build of the config, state_dict in order, the same script reproduces the
+# large model's shared file byte for byte) and its parameter count is that model's.
+SMALL_LRASPP = "mobilenet-v3-d8-s_lraspp_4xb4-320k_cityscapes-512x1024"
+SMALL_LRASPP_PARAMS = 1_140_787
+
+
+def test_small_lraspp_matches_mmsegmentation():
+    model = architecture_builder("lraspp_mobilenet_v3")(arch="small")
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == reference_shapes(SMALL_LRASPP)
+    assert sum(p.numel() for p in model.parameters()) == SMALL_LRASPP_PARAMS
 
 
 @pytest.mark.parametrize(("architecture", "kwargs", "expected"), OUTPUT_SHAPES)
