@@ -107,6 +107,11 @@ def test_mobilenet_v3_small_layout_follows_mmseg_code():
     assert {k.split(".", 2)[0] for k in shapes} == {k.split(".", 2)[0] for k in large}
 
 
+def test_an_unknown_mobilenet_v3_arch_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match=r"\['large', 'small'\], got 'medium'"):
+        architecture_builder("lraspp_mobilenet_v3")(arch="medium")
+
+
 def test_mobilenet_v2_dilates_only_the_first_block_of_each_stage():
     """mmseg's MobileNetV2.make_layer: `dilation if i == 0 else 1` (strides 1,2,2,1,1,1,1; dilations 1,1,1,2,2,4,4)."""
     backbone = architecture_builder("fcn_mobilenet_v2")().backbone

@@ -46,12 +46,12 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     return rounded + divisor if rounded < 0.9 * value else rounded
 
 
-def pad_same(x: torch.Tensor, kernel_size: int, stride: int, dilation: int = 1) -> torch.Tensor:
-    """Zero padding of mmcv's Conv2dAdaptivePadding: total (ceil(n/s) - 1) * s + (k - 1) * d + 1 - n
+def pad_same(x: torch.Tensor, kernel_size: int, stride: int) -> torch.Tensor:
+    """Zero padding of mmcv's Conv2dAdaptivePadding (undilated): total (ceil(n/s) - 1) * s + k - n
     per side pair, the larger half after (right, bottom)."""
     pads: list[int] = []
     for n in reversed(x.shape[-2:]):  # F.pad takes the last dimension first
-        total = max((math.ceil(n / stride) - 1) * stride + (kernel_size - 1) * dilation + 1 - n, 0)
+        total = max((math.ceil(n / stride) - 1) * stride + kernel_size - n, 0)
         pads += [total // 2, total - total // 2]
     return F.pad(x, pads)
 
