@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from segbench.errors import SegbenchError, located
+from segbench.errors import SegbenchError, located, one_line
 from segbench.manifest import ModelSpec
 from segbench.models import architecture_builder, list_architectures
 
@@ -83,7 +83,7 @@ def model_builder(spec: ModelSpec) -> Callable[..., Any]:
         for key in spec.build.kwargs:
             if key not in params:
                 raise SegbenchError(
-                    f"{located(spec.file, spec.name, 'Build.kwargs.' + key)}: not an argument of the builder "
+                    f"{located(spec.file, spec.name, 'Build.kwargs.' + one_line(key, 80))}: not an argument of the builder "
                     f"(accepts: {', '.join(params) or 'nothing'})"
                 )
     return builder

@@ -11,6 +11,7 @@ which any model failed. torch is imported only by `bench`, `profile` and `valida
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import NoReturn
 
 from segbench import PROJECT_ROOT
 from segbench.errors import SegbenchError, one_line_warnings
-from segbench.records import MEASUREMENTS
+from segbench.records import MEASUREMENTS, chosen_measurements
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -51,12 +52,10 @@ def _sha256(text: str) -> str:
 
 def _measurements(text: str) -> tuple[str, ...]:
     """--measure: a comma list of MEASUREMENTS, sorted."""
-    chosen = tuple(sorted({part.strip() for part in text.split(",") if part.strip()}))
-    unknown = [part for part in chosen if part not in MEASUREMENTS]
-    if unknown or not chosen:
-        got = ", ".join(map(repr, unknown)) or "nothing"
-        raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(MEASUREMENTS)}, got {got}")
-    return chosen
+    try:
+        return chosen_measurements(text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _duration(text: str) -> float:
@@ -107,7 +106,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise SegbenchError(f"--checkpoint: applies to one model, but --models selects {len(specs)}")
     if args.sha256 and not args.checkpoint:
         raise SegbenchError("--sha256: pins the file of --checkpoint; give --checkpoint too")
-    device = _init_distributed(resolve_device(args.device, args.gpu))
+    if fanned := bool(args.gpus or args.executor):
+        from segbench import executors
+
+        executors.check_arguments(args)
+    device = executors.placeholder_device(args) if fanned else _init_distributed(resolve_device(args.device, args.gpu))
     evaluation = resolve_evaluation(
         args.data_root, requested=args.eval, split=args.split, ms_flip=args.ms_flip, workers=args.workers
     )
@@ -126,7 +129,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     selected = [spec.name for spec in specs]
     budget = args.time_budget and TimeBudget(args.time_budget, [r for _, r in iter_records(results_dir)] if results_dir.is_dir() else [])
     try:
-        outcomes = run_sweep(specs, settings, results_dir, force=args.force, isolate=args.isolate, console=console, budget=budget)
+        if fanned:
+            outcomes = executors.fan_out(args, specs, settings, results_dir, console)
+            if outcomes is None:  # --no-wait: the jobs write the records
+                return 0
+        else:
+            outcomes = run_sweep(specs, settings, results_dir, force=args.force, isolate=args.isolate, console=console, budget=budget)
     except KeyboardInterrupt:
         if writer and not args.no_report:  # the page and plots of what was measured so far
             _render(args, console, selected)
@@ -146,7 +154,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-_BENCH_DEFAULTS = {"models": ["all"], "images": 200, "warmup": 5, "input_size": None, "device": None, "train_iters": 10}
+_BENCH_DEFAULTS = {"models": ["all"], "images": 200, "warmup": 5, "input_size": None, "device": None, "train_iters": 10,
+                   "measure": None}
 
 
 def _apply_preset(args: argparse.Namespace) -> None:
@@ -156,8 +165,8 @@ def _apply_preset(args: argparse.Namespace) -> None:
     preset = load_preset(args.preset) if args.preset else {}
     for key, default in _BENCH_DEFAULTS.items():
         if getattr(args, key) is None:
-            if key == "device" and args.gpu is not None:
-                continue  # an explicit --gpu wins over a preset's device
+            if key == "device" and (args.gpu is not None or args.gpus):
+                continue  # an explicit --gpu or --gpus wins over a preset's device
             setattr(args, key, preset.get(key, default))
 
 
@@ -186,6 +195,15 @@ def _finish_distributed() -> None:
         dist.destroy_process_group()
 
 
+@contextlib.contextmanager
+def _writing_into(folder: Path, what: str):
+    """A full disk (any OSError) while writing the page, plots or exports: one line naming the folder; records stay."""
+    try:
+        yield
+    except OSError as exc:
+        raise SegbenchError(f"{folder}: cannot write {what}: {exc.strerror or exc}") from exc
+
+
 def _render(args: argparse.Namespace, console, models: list[str] | None) -> None:
     """The page and plots of a sweep: its selected models only (the zoo's page is `segbench render`)."""
     from segbench.plots import plot_all
@@ -193,12 +211,10 @@ def _render(args: argparse.Namespace, console, models: list[str] | None) -> None
 
     results_dir, page, plots_dir = _paths(args)
     frame = load_frame(results_dir, args.zoo, models)
-    try:
+    with _writing_into(page.parent, "the page and plots"):
         page.parent.mkdir(parents=True, exist_ok=True)
         page.write_text(render_markdown(frame, getattr(args, "template", None)), encoding="utf-8")
         written = plot_all(frame, plots_dir)
-    except OSError as exc:  # a full disk after a sweep: one line, the records stay
-        raise SegbenchError(f"{page.parent}: cannot write the page and plots: {exc.strerror or exc}") from exc
     console.print(f"wrote {page} and {len(written)} plot file(s) in {plots_dir}", markup=False)
 
 
@@ -218,8 +234,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     for fmt in dict.fromkeys(args.format):
         path, text = page.with_name(FORMATS[fmt]), writers[fmt]()
         if not args.check:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+            with _writing_into(path.parent, path.name):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
             console.print(f"wrote {path}", markup=False)
         elif (diff := stale_diff(text, path)) is not None:
             sys.stdout.write(diff)
@@ -255,10 +272,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
     if args.models != ["all"]:
         chosen = {s.name for s in select_models(load_zoo(args.zoo), [p for arg in args.models for p in arg.split(",") if p])}
         frame = frame[frame["model"].isin(chosen)]
-    written = plot_all(
-        frame, plots_dir, args.hardware, tuple(dict.fromkeys(args.x)), size=args.size, formats=tuple(dict.fromkeys(args.format)),
-        bubble=args.bubble, labels=args.labels, log=args.log, error_bars=not args.no_error_bars,
-    )  # fmt: skip
+    with _writing_into(plots_dir, "the plots"):
+        written = plot_all(
+            frame, plots_dir, args.hardware, tuple(dict.fromkeys(args.x)), size=args.size, formats=tuple(dict.fromkeys(args.format)),
+            bubble=args.bubble, labels=args.labels, log=args.log, error_bars=not args.no_error_bars,
+        )  # fmt: skip
     console = Console(stderr=True, soft_wrap=True)
     if not written:
         console.print(f"no measured records with an mIoU under {results_dir}: nothing to plot", markup=False)
@@ -593,6 +611,28 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--order", choices=["breadth", "manifest"],
                    help="breadth: one entry per family first (default for --models all under --time-budget); manifest: zoo order")
     p.add_argument("--no-report", action="store_true", help="write records only, no page or plots")
+    where = p.add_argument_group("where the sweep runs (default: in this process)")
+    where.add_argument("--gpus", type=_gpu_list, help="one worker process per GPU of this machine, e.g. 0,1,2,3")
+    where.add_argument("--executor", choices=["slurm", "local", "debug"],
+                       help="submit a job array with submitit: slurm; local: subprocesses here; debug: in this process, pdb on an error")
+    where.add_argument("--partition", help="--executor slurm: the partition")
+    where.add_argument("--gpus-per-job", type=_non_negative, default=1, help="GPUs of each array task (default: 1; 0 with --device cpu)")
+    where.add_argument("--time-limit", type=_duration, default=3600.0, help="wall time of each array task (default: 1h)")
+    where.add_argument("--array-parallelism", type=_positive, default=64, help="array tasks running at once (default: 64)")
+    where.add_argument("--models-per-task", type=_positive, default=1, help="distinct models measured by each array task (default: 1)")
+    where.add_argument("--slurm-option", action="append", metavar="KEY=VALUE", help="an extra sbatch option, e.g. qos=high; repeatable")
+    where.add_argument("--no-wait", action="store_true", help="--executor: submit, print the job ids and return")
+
+
+def _gpu_list(text: str) -> list[int]:
+    """--gpus: comma list of distinct GPU indices."""
+    try:
+        gpus = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        gpus = []
+    if not gpus or min(gpus) < 0 or len(set(gpus)) != len(gpus):
+        raise argparse.ArgumentTypeError(f"expected distinct GPU indices such as 0,1,2,3, got {text!r}")
+    return gpus
 
 
 def main(argv: list[str] | None = None) -> int:

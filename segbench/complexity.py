@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from segbench.inference import InferenceSettings, forward_sizes
-from segbench.models.segmentor import AUXILIARY_PREFIX
+from segbench.models.segmentor import training_only_prefixes
 
 CROSS_CHECK_TOLERANCE = 0.01
 """fvcore and the primary count may differ this much (fvcore adds estimates for norms, resizes)."""
@@ -42,11 +42,13 @@ _HEAVY_OP = re.compile(r"conv|linear|matmul|mm$|einsum|attention|dot|mv$")
 
 
 def count_params(model: nn.Module) -> dict[str, int]:
-    """Parameters of the whole model and of the inference graph (auxiliary heads excluded)."""
+    """Parameters of the whole model and of the inference graph (auxiliary heads and a decode
+    head's training-only branches excluded)."""
+    training_only = training_only_prefixes(model)
     total = inference = 0
     for name, p in model.named_parameters():
         total += p.numel()
-        if not name.startswith(AUXILIARY_PREFIX):
+        if not name.startswith(training_only):
             inference += p.numel()
     return {"total": total, "inference": inference}
 

@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import platform
 import re
+import socket
 import subprocess
 from pathlib import Path
 
@@ -28,6 +29,14 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def job_id() -> str | None:
+    """The SLURM job (array job_task) this process runs in; submitit's local executor's job; None outside a job."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID")
 
 
 def git_commit() -> str | None:
@@ -89,6 +98,8 @@ def collect_environment(device) -> dict:
         "segbench": segbench.__version__,
         "git_commit": git_commit(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "job_id": job_id(),
     }
     if device.type == "cuda":
         env.update({"gpu_name": torch.cuda.get_device_name(device), "driver": None})

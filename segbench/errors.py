@@ -3,6 +3,7 @@
 import contextlib
 import sys
 import warnings
+from typing import Any
 
 
 class SegbenchError(Exception):
@@ -17,6 +18,12 @@ def located(file, model=None, field=None) -> str:
     if field is not None:
         parts.append(f"field {field!r}")
     return ": ".join(parts)
+
+
+def one_line(text: Any, limit: int = 200) -> str:
+    """Any text (an exception's, a value from a file) as one line of at most `limit` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 class SegbenchWarning(UserWarning):

@@ -21,10 +21,11 @@ import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import yaml
 
-from segbench.errors import SegbenchError, located
+from segbench.errors import SegbenchError, located, one_line
 
 CITYSCAPES_SIZE = (1024, 2048)  # (H, W)
 IMAGENET_MEAN = (123.675, 116.28, 103.53)  # RGB, 0-255 scale, as mmsegmentation's configs
@@ -51,14 +52,7 @@ _SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 2, 80, 80
 
 def _shown(value: Any) -> str:
     """repr() of a value from a file, cut short: an error line stays one short line whatever the file holds."""
-    return _one_line(_SHORT.repr(value), 100)
-
-
-def _one_line(text: Any, limit: int = 200) -> str:
-    """An exception's text as one short line."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
+    return one_line(_SHORT.repr(value), 100)
 
 
 # --------------------------------------------------------------------------- schema
@@ -162,7 +156,7 @@ def _check_mapping(mapping: Any, schema: dict[str, tuple[Any, bool]], where: str
         if key not in schema:
             close = difflib.get_close_matches(key[:100], list(schema), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(schema)})"
-            raise SegbenchError(f"{located(where, model, prefix + _one_line(key, 80))}: unknown field{hint}")
+            raise SegbenchError(f"{located(where, model, prefix + one_line(key, 80))}: unknown field{hint}")
     for key, (expected, required) in schema.items():
         if key not in mapping:
             if required:
@@ -325,7 +319,7 @@ def _reported(raw: Any, where: str, model: str) -> tuple[ReportedResult, ...]:
         for key, value in metrics.items():
             if not _is_instance(value, Number):
                 raise SegbenchError(
-                    f"{located(where, model, prefix + 'Metrics.' + _one_line(key, 40))}: expected a number, got {_shown(value)}"
+                    f"{located(where, model, prefix + 'Metrics.' + one_line(key, 40))}: expected a number, got {_shown(value)}"
                 )
         out.append(
             ReportedResult(
@@ -347,6 +341,16 @@ def _name_problem(name: str) -> str | None:
     if name.split(".")[0].upper() in _WINDOWS_DEVICES:
         return "a device name on Windows (CON, PRN, AUX, NUL, COM1-9, LPT1-9)"
     return None
+
+
+def _is_web_url(text: str) -> bool:
+    """An http(s) URL with a host: what a manifest's Weights may name, so that a zoo from elsewhere cannot have `bench
+    --weights` read (or copy into the cache) a file of this machine, as a path or a file:// URL would."""
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # a malformed host, such as an unclosed IPv6 bracket
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _model_label(raw: Any, index: int) -> str:
@@ -375,7 +379,13 @@ def _model_spec(raw: Any, where: str, family: str, collections: set[str], index:
     sha = raw.get("Weights SHA256")
     if sha is not None and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha.lower())):
         raise SegbenchError(f"{located(where, name, 'Weights SHA256')}: expected 64 hex digits, got {_shown(sha)}")
-    if raw.get("Weights") == BUILTIN_WEIGHTS:
+    weights = raw.get("Weights")
+    if weights not in (None, BUILTIN_WEIGHTS) and not _is_web_url(weights):
+        raise SegbenchError(
+            f"{located(where, name, 'Weights')}: expected an http(s) URL, 'builtin' or null, got {_shown(weights)}: a "
+            "manifest may not name a file on this machine; to load a local checkpoint, give it yourself with --checkpoint"
+        )
+    if weights == BUILTIN_WEIGHTS:
         if "callable" not in raw["Build"]:
             raise SegbenchError(
                 f"{located(where, name, 'Weights')}: 'builtin' says a Build.callable loads its own trained weights; "
@@ -422,7 +432,7 @@ def _locate(document: Any, path: tuple) -> tuple[str | None, str | None]:
     model = None
     if len(path) >= 2 and path[0] == "Models" and isinstance(path[1], int):
         model, path = _model_label(document["Models"][path[1]], path[1]), path[2:]
-    field = "".join(f"[{p}]" if isinstance(p, int) else f".{_one_line(p, 40)}" for p in path).lstrip(".")
+    field = "".join(f"[{p}]" if isinstance(p, int) else f".{one_line(p, 40)}" for p in path).lstrip(".")
     return model, field or None
 
 
@@ -443,7 +453,7 @@ def _check_plain_data(document: Any, where: str) -> None:
     def walk(value: Any, path: tuple) -> tuple[int, int]:
         if isinstance(value, str):
             if len(value) >= MAX_EXPANDED_SIZE:
-                fail(path, f"text of {len(value):,} characters, over the {MAX_EXPANDED_SIZE:,} a manifest may hold")
+                fail(path, f"text of {len(value):,} characters, over the {MAX_EXPANDED_SIZE:,} a file may hold")
             return 1 + len(value), 0
         if isinstance(value, float) and not math.isfinite(value):
             fail(path, f"expected a finite number, got {value}")
@@ -486,27 +496,35 @@ def check_unique(spec: ModelSpec, seen: dict[str, ModelSpec]) -> None:
         raise SegbenchError(f"{located(spec.file, spec.name, 'Name')}: duplicate model name{case}{elsewhere}")
 
 
-def load_manifest(path: str | Path) -> list[ModelSpec]:
-    """Load one manifest file; the family is the file's stem."""
-    path = Path(path)
+def load_yaml_data(path: Path, kind: str) -> Any:
+    """A YAML file that segbench did not write (a manifest, a preset) as plain data: UTF-8, safe-loaded and bounded by
+    _check_plain_data; every problem one line naming the file."""
     where = str(path)
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as exc:
-        raise SegbenchError(f"{where}: cannot read manifest: {exc.strerror or exc}") from exc
+        raise SegbenchError(f"{where}: cannot read {kind}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise SegbenchError(
-            f"{where}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save the manifest as UTF-8"
+            f"{where}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save the {kind} as UTF-8"
         ) from exc
     try:
         data = safe_load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
-        raise SegbenchError(f"{where}: invalid YAML{at}: {_one_line(getattr(exc, 'problem', None) or exc)}") from exc
+        raise SegbenchError(f"{where}: invalid YAML{at}: {one_line(getattr(exc, 'problem', None) or exc)}") from exc
     except (ValueError, RecursionError) as exc:  # a value PyYAML fails to build: an integer of 5000 digits, `!!float x`
-        raise SegbenchError(f"{where}: invalid YAML: {_one_line(exc)}") from exc
+        raise SegbenchError(f"{where}: invalid YAML: {one_line(exc)}") from exc
     _check_plain_data(data, where)
+    return data
+
+
+def load_manifest(path: str | Path) -> list[ModelSpec]:
+    """Load one manifest file; the family is the file's stem."""
+    path = Path(path)
+    where = str(path)
+    data = load_yaml_data(path, "manifest")
     _check_mapping(data, _TOP_SCHEMA, where, "", None)
     collections = set()
     for i, coll in enumerate(data.get("Collections", [])):

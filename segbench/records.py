@@ -13,9 +13,9 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
-from segbench.errors import SegbenchError, SegbenchWarning, located
+from segbench.errors import SegbenchError, SegbenchWarning, located, one_line
 from segbench.tempfiles import owned_temp_file, remove_abandoned
 
 SCHEMA_VERSION = 1
@@ -23,6 +23,15 @@ FAILED_SUFFIX = ".failed.json"
 MEASUREMENTS = ("latency", "macs", "memory", "miou", "params", "training")
 """What a sweep can measure (`--measure`); `settings.measure` lists what was asked for, so a section
 a record lacks for that reason is intended, not missing. mIoU needs a dataset as well."""
+
+
+def chosen_measurements(names: Iterable[str]) -> tuple[str, ...]:
+    """Names from MEASUREMENTS, sorted and without repeats (--measure, a preset's `measure`); ValueError for others or none."""
+    chosen = tuple(sorted({name.strip() for name in names if name.strip()}))
+    unknown = [name for name in chosen if name not in MEASUREMENTS]
+    if unknown or not chosen:
+        raise ValueError(f"expected a list of {', '.join(MEASUREMENTS)}, got {', '.join(map(repr, unknown)) or 'nothing'}")
+    return chosen
 
 
 def record_path(results_dir: Path, hardware: str, model: str, *, failed: bool = False) -> Path:
@@ -59,7 +68,7 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
 
 
 def _write_error(path: Path, exc: OSError) -> SegbenchError:
-    reason = exc.strerror or _one_line(exc)
+    reason = exc.strerror or one_line(exc)
     return SegbenchError(f"{path.parent}: cannot write record {path.name}: {reason}; records written before are kept, "
                          "free space or fix the folder's permissions and re-run (current records are skipped)")  # fmt: skip
 
@@ -105,6 +114,8 @@ _ANY_RECORD = [
     ("environment.date", _text, _TEXT),
     ("environment.git_commit", _optional(_text), "text or null"),
     ("environment.load_average_1min", _optional(_number), "a number or null"),
+    ("environment.host", _optional(_text), "text or null"),
+    ("environment.job_id", _optional(_text), "text or null"),
     ("settings", lambda v: isinstance(v, dict), "an object"),
     ("settings.input_size", lambda v: isinstance(v, list) and len(v) == 2 and all(_count(n) and n > 0 for n in v), "[H, W]"),
     ("settings.images", _count, _COUNT),
@@ -207,12 +218,7 @@ def placement_problem(path: Path, record: dict[str, Any]) -> tuple[str, str, Any
 
 
 def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return _one_line(text if len(text) <= limit else text[: limit - 3] + "...")
-
-
-def _one_line(value: Any) -> str:
-    return " ".join(str(value).split())
+    return one_line(repr(value), limit)
 
 
 def read_record(path: Path) -> dict[str, Any]:
@@ -225,7 +231,7 @@ def read_record(path: Path) -> dict[str, Any]:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or not UTF-8; RecursionError: deep nesting
-        raise SegbenchError(f"{path}: unreadable record: {_one_line(exc)}; delete it or re-run bench") from exc
+        raise SegbenchError(f"{path}: unreadable record: {one_line(exc)}; delete it or re-run bench") from exc
     version = record.get("schema_version") if isinstance(record, dict) else None
     if version != SCHEMA_VERSION:
         raise SegbenchError(f"{path}: field 'schema_version': expected {SCHEMA_VERSION}, got {_short(version)}")

@@ -17,8 +17,10 @@ from urllib.parse import quote
 
 import jinja2
 import pandas as pd
+from jinja2.sandbox import SandboxedEnvironment
 
 from segbench import PROJECT_ROOT
+from segbench.errors import SegbenchError, one_line
 from segbench.formatting import fixed
 from segbench.manifest import BUILTIN_WEIGHTS, ModelSpec, load_zoo
 from segbench.records import is_demo_accuracy, iter_records, macs_per_image
@@ -258,8 +260,10 @@ def _range(values: list[float]) -> str:
 
 
 def render_markdown(frame: pd.DataFrame, template: str | Path | None = None) -> str:
+    """The page from a template: the shipped one, or a user's, in jinja2's sandbox, so that a template stays data and
+    cannot reach Python (no attributes starting with `_`, no calls that change state)."""
     template = Path(template or DEFAULT_TEMPLATE)
-    env = jinja2.Environment(
+    env = SandboxedEnvironment(
         loader=jinja2.FileSystemLoader(template.parent),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -284,15 +288,19 @@ def render_markdown(frame: pd.DataFrame, template: str | Path | None = None) -> 
     settings = {hw: _settings_by_hardware([r for r in measured if r["hardware"] == hw]) for hw in hardware}
     with_iou = [r for r in measured if r["iou"]]
     per_class = [r for r in with_iou if r["classes"] == with_iou[0]["classes"]]
-    return env.get_template(template.name).render(
-        classes=per_class[0]["classes"] if per_class else [],
-        per_class=per_class,
-        summary=sorted(measured, key=lambda r: (r["hardware"], -(r["miou"] or 0), r["model"])),
-        families=families,
-        failures=[r for r in records if r["status"] == "failed"],
-        hardware=dict(sorted(hardware.items())),
-        settings=settings,
-    )
+    try:
+        return env.get_template(template.name).render(
+            classes=per_class[0]["classes"] if per_class else [],
+            per_class=per_class,
+            summary=sorted(measured, key=lambda r: (r["hardware"], -(r["miou"] or 0), r["model"])),
+            families=families,
+            failures=[r for r in records if r["status"] == "failed"],
+            hardware=dict(sorted(hardware.items())),
+            settings=settings,
+        )
+    except jinja2.TemplateError as exc:  # a mistake in a user's template, or the sandbox refusing what would run Python
+        at = f" at line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+        raise SegbenchError(f"{template}{at}: {type(exc).__name__}: {one_line(exc)}") from None
 
 
 def stale_diff(rendered: str, path: Path) -> str | None:

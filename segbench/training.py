@@ -1,7 +1,8 @@
 """Training memory and step time, as mmsegmentation's model zoo reports "Mem (GB)" and s/iter.
 
 One step: forward at the manifest's crop size and per-GPU batch, cross-entropy (ignore index
-255) on the decode head and, with weight 0.4, on the auxiliary head, backward, an SGD step
+255) on the decode head and, with weight 0.4, on each auxiliary head (STDC's detail head on the
+labels' boundaries), backward, an SGD step
 (lr 0.01, momentum 0.9, as mmsegmentation's configs). Entries that mmsegmentation trained with
 mixed precision (its '-amp-' configs) train under fp16 autocast with dynamic loss scaling, as its
 AmpOptimWrapper does, and the rest in fp32. Labels are random; the cost of a step does not depend on them. It runs on a deep copy, so the measured model keeps its weights and its
@@ -53,9 +54,19 @@ def training_precision(spec: ModelSpec) -> tuple[str, str]:
     return "fp32", "default"
 
 
+def training_heads(model: EncoderDecoder) -> list[tuple[nn.Module, float]]:
+    """(head, loss weight) of every head of an EncoderDecoder that trains: its decode head and each
+    auxiliary head (one, or mmseg's list of several)."""
+    heads = [(model.decode_head, 1.0)]
+    if hasattr(model, "auxiliary_head"):
+        auxiliary = model.auxiliary_head
+        heads += [(head, AUXILIARY_LOSS_WEIGHT) for head in (auxiliary if isinstance(auxiliary, nn.ModuleList) else [auxiliary])]
+    return heads
+
+
 def training_outputs(model: nn.Module, images: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
     """(logits, loss weight) of every head that trains: an EncoderDecoder's decode head and its
-    auxiliary head on the same backbone features; any other model's forward output.
+    auxiliary heads on the same backbone features; any other model's forward output.
 
     EncoderDecoder.forward runs the decode head only (inference), so the heads are called here.
     """
@@ -64,19 +75,45 @@ def training_outputs(model: nn.Module, images: torch.Tensor) -> list[tuple[torch
     features = model.backbone(images)
     if model.neck is not None:
         features = model.neck(features)
-    outputs = [(model.decode_head(features), 1.0)]
-    if hasattr(model, "auxiliary_head"):
-        outputs.append((model.auxiliary_head(features), AUXILIARY_LOSS_WEIGHT))
+    return [(logits, weight) for logits, weight, _ in _head_outputs(model, features)]
+
+
+def _head_outputs(model: EncoderDecoder, features) -> list[tuple[torch.Tensor, float, nn.Module]]:
+    """(logits, loss weight, head) of every training head; a head with training-only branches
+    returns one output per branch in train mode, each with its `loss_weights` entry."""
+    outputs = []
+    for head, weight in training_heads(model):
+        logits = head(features)
+        if isinstance(logits, tuple):
+            outputs += [(branch, weight * w, head) for branch, w in zip(logits, head.loss_weights, strict=True)]
+        else:
+            outputs.append((logits, weight, head))
     return outputs
 
 
+def head_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy; a one-channel boundary head (PIDNet's D branch) takes binary cross-entropy
+    against the labelled pixels as a stand-in edge map (the step's cost does not depend on it)."""
+    if logits.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(logits[:, 0], (labels != IGNORE_INDEX).to(logits.dtype))
+    return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+
+
 def training_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Weighted cross-entropy of every head, logits resized to the labels as mmseg's losses do."""
+    """Weighted loss of every head, logits resized to the labels as mmseg's losses do. A head that
+    learns something else than the classes (STDC's detail head: boundaries) says so with a
+    `training_labels(labels)` method."""
+    if not isinstance(model, EncoderDecoder):
+        return head_loss(model(images), labels)
     align_corners = getattr(model, "align_corners", False)
-    return sum(
-        weight * F.cross_entropy(resize(logits, tuple(labels.shape[-2:]), align_corners), labels, ignore_index=IGNORE_INDEX)
-        for logits, weight in training_outputs(model, images)
-    )
+    features = model.backbone(images)
+    if model.neck is not None:
+        features = model.neck(features)
+    losses = []
+    for logits, weight, head in _head_outputs(model, features):
+        target = head.training_labels(labels) if hasattr(head, "training_labels") else labels
+        losses.append(weight * head_loss(resize(logits, tuple(target.shape[-2:]), align_corners), target))
+    return sum(losses)
 
 
 def measure_training(

@@ -5,25 +5,27 @@ import re
 from pathlib import Path
 
 REFERENCE = Path(__file__).parent / "data" / "mmseg-keys"
+DRIVE_REFERENCE = Path(__file__).parent / "data" / "mmseg-keys-drive"
+"""Key lists of DRIVE-only configs (UNet's PSP and ASPP heads): no Cityscapes zoo entry covers them."""
 PARAMS = {row["config"]: row for row in json.loads((REFERENCE / "params.json").read_text())}
 
 
-def reference_shapes(config: str) -> dict[str, tuple[int, ...]]:
+def reference_shapes(config: str, folder: Path = REFERENCE) -> dict[str, tuple[int, ...]]:
     """Every state_dict key of the config with its shape, from its `key (shape)` listing."""
     shapes = {}
-    for line in (REFERENCE / f"{config}.keys.txt").read_text().splitlines():
+    for line in (folder / f"{config}.keys.txt").read_text().splitlines():
         key, dims = re.fullmatch(r"(\S+) \((.*)\)", line).groups()
         shapes[key] = tuple(int(d) for d in dims.split(",") if d.strip())
     return shapes
 
 
-def assert_matches_mmseg(model, config: str) -> None:
+def assert_matches_mmseg(model, config: str, folder: Path = REFERENCE) -> None:
     """The model's state_dict keys, shapes and parameter counts (all, and without the auxiliary
     head) equal mmsegmentation's for `config`: then its checkpoints load with strict=True."""
     from segbench.models.segmentor import AUXILIARY_PREFIX
 
     ours = {key: tuple(value.shape) for key, value in model.state_dict().items()}
-    reference = reference_shapes(config)
+    reference = reference_shapes(config, folder)
     assert sorted(set(reference) - set(ours)) == [], "missing keys"
     assert sorted(set(ours) - set(reference)) == [], "unexpected keys"
     assert {k: v for k, v in ours.items() if reference[k] != v} == {}, "shape mismatches"

@@ -33,3 +33,8 @@ def cpu_alloc_failing_segmentor():
     raise RuntimeError(
         "[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: not enough memory: you tried to allocate 68719476736 bytes."
     )
+
+
+def exiting_segmentor(code: int = 3):
+    """Ends its process at once, as a segfault in a kernel would: no exception, no record."""
+    os._exit(code)

@@ -274,3 +274,48 @@ def test_profile_of_a_model_that_cannot_run_on_meta_counts_with_fvcore(toy_zoo, 
     out = capsys.readouterr().out
     hand = 16 * 32 * (8 * 3 * 9 + 4 * 8)  # as TinySegmentor at 32x64
     assert f"{hand / 1e3:.2f} K (fvcore: the model cannot run on the meta device" in out
+
+
+@pytest.mark.parametrize(
+    "content, expect",
+    [
+        (b"images: 3\ndevice: \xff\n", "not UTF-8 text"),
+        (b"a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+         b"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+         b"e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+         b"models: [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n", "expands to more than"),
+        (b"models: [toy_a, 2024-01-01]\n", "field 'models[1]'"),
+        (b"models: [toy_a, 7]\n", "field 'models': expected a list of names"),
+        (b"measure: [params, nope]\n", "field 'measure': expected a list of latency, macs, memory, miou, params, training, got 'nope'"),
+        (b"measure: []\n", "field 'measure': expected a list of latency, macs, memory, miou, params, training, got nothing"),
+    ],
+)
+def test_a_bad_preset_is_one_line_naming_file_and_field(toy_zoo, tmp_path, capsys, content, expect):
+    preset = tmp_path / "bad.yaml"
+    preset.write_bytes(content)
+    assert main(["bench", "--zoo", str(toy_zoo), "--output", str(tmp_path / "out"), "--preset", str(preset)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"segbench: error: {preset}") and expect in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out" / "results").exists()  # refused before anything was measured
+
+
+def test_a_preset_chooses_what_to_measure_and_the_flag_wins(toy_zoo, tmp_path):
+    preset = tmp_path / "counts.yaml"
+    preset.write_text("measure: [params, macs]\ndevice: cpu\nimages: 2\nwarmup: 1\n")
+    common = ["bench", "--zoo", str(toy_zoo), "--models", "toy_a", "--preset", str(preset), "--no-report"]
+    assert main([*common, "--output", str(tmp_path / "a")]) == 0
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "a" / "results").glob("*/toy_a.json")]
+    assert record["settings"]["measure"] == ["macs", "params"] and "latency" not in record
+    assert main([*common, "--output", str(tmp_path / "b"), "--measure", "latency"]) == 0
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "b" / "results").glob("*/toy_a.json")]
+    assert record["settings"]["measure"] == ["latency"] and len(record["latency"]["samples"]) == 2
+
+
+def test_render_on_a_full_disk_is_one_line_naming_the_folder(toy_zoo, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name, fmt in (("model_zoo.md", "md"), ("model_zoo.csv", "csv")):
+        (out / name).symlink_to("/dev/full")  # writing to /dev/full fails with ENOSPC, as on a full disk
+        assert main(["render", "--zoo", str(toy_zoo), "--output", str(out), "--format", fmt]) == 1
+        err = capsys.readouterr().err
+        assert err == f"segbench: error: {out}: cannot write {name}: No space left on device\n", err

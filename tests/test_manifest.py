@@ -330,3 +330,25 @@ def test_a_builder_with_builtin_weights_gets_a_real_miou(tmp_path, synthetic_cit
     assert frame.loc[frame["model"] == "toy", "miou_measured"].item() == record["accuracy"]["miou"]
     page, miou = render_markdown(frame), f"{record['accuracy']['miou']:.2f}"
     assert f"{miou} (" in page and f"{miou} *demo*" not in page
+
+
+@pytest.mark.parametrize(
+    "weights",
+    ["/etc/passwd", "~/.ssh/id_rsa", "../secret.pth", "weights/model.pth", "file:///etc/passwd", "ftp://example.org/w.pth",
+     "https:///no-host.pth", "C:\\weights\\w.pth"],  # fmt: skip
+)
+def test_manifest_weights_must_be_a_web_url(tmp_path, weights):
+    message = error_of(write(tmp_path, GOOD + f"  Weights: {json.dumps(weights)}\n"))
+    assert "model 'toy': field 'Weights': expected an http(s) URL" in message and "--checkpoint" in message
+
+
+def test_manifest_weights_may_be_http_https_builtin_or_null(tmp_path):
+    for weights in ("https://download.openmmlab.com/a/b.pth", "http://example.org:8000/w.pth", "builtin", None):
+        (spec,) = load_manifest(write(tmp_path, GOOD + f"  Weights: {json.dumps(weights)}\n"))
+        assert spec.weights == weights
+
+
+def test_a_long_unknown_kwarg_is_shortened_in_the_error(tmp_path):
+    key = "k" * 1000  # YAML's longest plain key
+    message = error_of(write(tmp_path, GOOD + f"    kwargs: {{{key}: 1}}\n"))
+    assert "not an argument of the builder" in message and len(message) < 400, len(message)

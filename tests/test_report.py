@@ -328,3 +328,41 @@ def test_text_from_manifests_and_records_cannot_break_the_tables(tmp_path):
     rows = list(csv.reader(io.StringIO(to_csv(frame))))
     assert {len(r) for r in rows} == {len(rows[0])} and rows[1][2] == "R-50|" + NASTY  # CSV keeps the raw text, quoted
     assert json.loads(to_json(frame))[0]["backbone"] == "R-50|" + NASTY
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ cycler.__init__.__globals__.os.system('touch MARK') }}",
+        "{{ lipsum.__globals__['os'].system('touch MARK') }}",
+    ],
+)
+def test_a_template_cannot_run_python(toy_zoo, tmp_path, capsys, monkeypatch, body):
+    monkeypatch.chdir(tmp_path)
+    template = tmp_path / "evil.md.j2"
+    template.write_text(f"# page\n{body}\n")
+    assert main(["render", "--zoo", str(toy_zoo), "--output", str(tmp_path / "out"), "--template", str(template)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"segbench: error: {template}: ") and "unsafe" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "MARK").exists() and not (tmp_path / "out" / "model_zoo.md").exists()
+
+
+def test_a_user_template_has_the_shipped_filters(measured, tmp_path):
+    zoo, out = measured
+    template = tmp_path / "mine.md.j2"
+    template.write_text("{% for r in summary %}{{ r.model }} {{ r.params_m|fixed(3) }} {{ r.latency_median_ms|fmt }} "
+                        "{{ r.config|link('cfg') }} {{ r.model|code }} {{ 'a b'|url }}\n{% endfor %}")  # fmt: skip
+    assert main(["render", "--zoo", str(zoo), "--output", str(out), "--template", str(template)]) == 0
+    lines = (out / "model_zoo.md").read_text().splitlines()
+    assert sorted(line.split()[:2] for line in lines) == [["toy_a", TOY_PARAMS_M["toy_a"]], ["toy_b", TOY_PARAMS_M["toy_b"]]]
+    assert all(line.endswith("a%20b") for line in lines)
+
+
+def test_plot_on_a_full_disk_is_one_line_naming_the_folder(measured, capsys):
+    zoo, out = measured
+    (out / "plots").mkdir()
+    (out / "plots" / "miou_vs_latency.png").symlink_to("/dev/full")  # writing to /dev/full fails with ENOSPC
+    assert main(["plot", "--zoo", str(zoo), "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"segbench: error: {out / 'plots'}: cannot write the plots: No space left on device\n", err

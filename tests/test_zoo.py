@@ -61,8 +61,10 @@ def test_test_settings_follow_the_training_crop():
             assert slide == ((1025, 2049), (769, 769), (513, 513)), spec.name
             assert spec.build.kwargs["align_corners"] is True, spec.name
         else:
-            assert spec.test.mode == "whole" and not spec.test.align_corners, spec.name
-            assert spec.build.kwargs.get("align_corners", False) is False, spec.name
+            # STDC's and PIDNet's decode heads resize with align_corners=True (their configs), which mmseg's resize to the image follows
+            align_corners = spec.build.architecture == "stdc" or spec.family == "pidnet"
+            assert spec.test.mode == "whole" and spec.test.align_corners is align_corners, spec.name
+            assert spec.build.kwargs.get("align_corners", False) is align_corners, spec.name
         if spec.crop_size == (512, 1024) or spec.family == "company":
             assert spec.test.size == (1024, 2048), spec.name
 
@@ -118,6 +120,12 @@ for _spec in sorted(SPECS, key=lambda s: (s.build.kwargs.get("depth", 0), s.name
     SMALLEST.setdefault(_spec.build.architecture, _spec)
 
 
+# Parameters whose training gradient is zero in mmseg's model too: BiSeNetV2's context-embedding
+# block batch-normalizes its pooled 1x1 map twice (gap BN, then conv_gap's BN), so the second BN
+# removes any shift the first one's bias adds (it still acts at inference, through running stats).
+ZERO_GRADIENT = {"backbone.semantic.stage4_CEBlock.gap.1.bias"}
+
+
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("spec", SMALLEST.values(), ids=list(SMALLEST))
 def test_a_training_step_reaches_every_parameter(spec):
@@ -129,14 +137,17 @@ def test_a_training_step_reaches_every_parameter(spec):
     loss = training_loss(model, torch.randn(2, 3, 64, 128), labels)
     loss.backward()
     assert torch.isfinite(loss)
-    assert [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()] == []
+    trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]  # STDC's fusion kernel is fixed
+    assert [name for name, p in trained if p.grad is None] == []
+    assert [name for name, p in trained if not p.grad.abs().sum() and name not in ZERO_GRADIENT] == []
     with torch.no_grad():
         heads = training_outputs(model.eval(), torch.randn(1, 3, 64, 128))
-    assert len(heads) == 1 + hasattr(model, "auxiliary_head")
+    auxiliary = getattr(model, "auxiliary_head", None)  # one head, or mmseg's list of them
+    assert len(heads) == 1 + (len(auxiliary) if isinstance(auxiliary, torch.nn.ModuleList) else auxiliary is not None)
 
 
 def test_mixed_precision_entries_train_in_fp16():
     """mmseg's '-amp-' configs report Mem (GB) of an fp16-autocast step; the rest of an fp32 one."""
     fp16 = sorted(s.name for s in SPECS if training_precision(s)[0] == "fp16")
-    assert fp16 == sorted(s.name for s in SPECS if "-amp-" in s.name) and len(fp16) == 4
+    assert fp16 == sorted(s.name for s in SPECS if "-amp-" in s.name) and len(fp16) == 5
     assert {training_precision(s)[1] for s in SPECS if s.name in fp16} == {"Metadata.Architecture"}

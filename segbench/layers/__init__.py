@@ -1,7 +1,11 @@
 """Blocks shared by several architectures."""
 
-from segbench.layers.conv import ConvAct, ConvBNReLU, resize
-from segbench.layers.ppm import PyramidPooling
+from segbench.layers.conv import BNReLUConv, ConvBNReLU, ConvNoNorm, resize
+from segbench.layers.inverted_residual import InvertedResidual
+from segbench.layers.ppm import DAPPM, PAPPM, PyramidPooling
 from segbench.layers.separable import DepthwiseSeparableConvBNReLU
 
-__all__ = ["ConvAct", "ConvBNReLU", "DepthwiseSeparableConvBNReLU", "PyramidPooling", "resize"]
+__all__ = [
+    "BNReLUConv", "ConvBNReLU", "ConvNoNorm", "DAPPM", "DepthwiseSeparableConvBNReLU", "InvertedResidual", "PAPPM",
+    "PyramidPooling", "resize",
+]  # fmt: skip

@@ -1,4 +1,4 @@
-"""Conv-BN-activation, conv-activation and resizing, with mmcv ConvModule's attribute names (`conv`, `bn`)."""
+"""Conv-BN-ReLU and resizing, with mmsegmentation's attribute names (`conv`, `bn`)."""
 
 from __future__ import annotations
 
@@ -7,24 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
-ACTIVATIONS = {
-    "relu": lambda: nn.ReLU(inplace=True),
-    "relu6": lambda: nn.ReLU6(inplace=True),
-    "hswish": lambda: nn.Hardswish(inplace=True),  # mmcv's HSwish
-    "hsigmoid": nn.Hardsigmoid,  # mmcv's HSigmoid(bias=3, divisor=6): clamp((x + 3) / 6, 0, 1)
-    "sigmoid": nn.Sigmoid,
-}
-"""mmcv activation names (lower case) -> module; in place where mmcv's ConvModule makes them so."""
-
-
-def activation_module(name: str | None) -> nn.Module:
-    """The activation `name` (see ACTIVATIONS); None is none (mmcv's act_cfg=None)."""
-    return nn.Identity() if name is None else ACTIVATIONS[name]()
-
-
 class ConvBNReLU(nn.Module):
-    """Bias-free conv, BatchNorm, activation (ReLU unless told); keys `conv.weight`, `bn.*` as in
-    mmcv's ConvModule. `eps` is the config's norm_cfg eps (mmseg's MobileNetV3 configs use 1e-3)."""
+    """Bias-free conv, BatchNorm (eps 1e-5 unless a config says otherwise), ReLU; keys
+    `conv.weight`, `bn.*` as in mmcv's ConvModule."""
 
     def __init__(
         self,
@@ -36,7 +21,7 @@ class ConvBNReLU(nn.Module):
         padding: int = 0,
         dilation: int = 1,
         groups: int = 1,
-        activation: str | None = "relu",
+        relu: bool = True,
         eps: float = 1e-5,
     ) -> None:
         super().__init__()
@@ -51,23 +36,26 @@ class ConvBNReLU(nn.Module):
             bias=False,
         )
         self.bn = nn.BatchNorm2d(out_channels, eps=eps)
-        self.activate = activation_module(activation)
+        self.activate = nn.ReLU(inplace=True) if relu else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.activate(self.bn(self.conv(x)))
 
 
-class ConvAct(nn.Module):
-    """1x1 conv then an activation, no norm: mmcv's ConvModule without norm_cfg (key `conv.*`),
-    as in squeeze-and-excitation and LR-ASPP's image pooling."""
+class BNReLUConv(nn.Module):
+    """Pre-activation: BatchNorm over the input, ReLU, bias-free conv; mmcv's ConvModule with
+    order ('norm', 'act', 'conv'), so `bn` has the input's width (DDRNet's and PIDNet's heads and PPMs)."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, activation: str, bias: bool = True) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, *, padding: int = 0, groups: int = 1
+    ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=bias)
-        self.activate = activation_module(activation)
+        self.bn = nn.BatchNorm2d(in_channels)
+        self.activate = nn.ReLU(inplace=True)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, groups=groups, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.activate(self.conv(x))
+        return self.conv(self.activate(self.bn(x)))
 
 
 def resize(x: torch.Tensor, size: tuple[int, int], align_corners: bool) -> torch.Tensor:
@@ -75,3 +63,18 @@ def resize(x: torch.Tensor, size: tuple[int, int], align_corners: bool) -> torch
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
+
+
+class ConvNoNorm(nn.Module):
+    """Conv without normalization, optionally followed by ReLU: mmcv's ConvModule with norm_cfg=None
+    (key `conv.*`; its bias is on unless the config turns it off)."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, *, padding: int = 0, bias: bool = True, relu: bool = False
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, bias=bias)
+        self.activate = nn.ReLU(inplace=True) if relu else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activate(self.conv(x))

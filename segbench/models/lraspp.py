@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segbench.layers import ConvAct, ConvBNReLU, resize
+from segbench.layers import ConvBNReLU, ConvNoNorm, resize
 from segbench.models.backbones.mobilenet_v3 import MobileNetV3
 from segbench.models.registry import register_architecture
 from segbench.models.segmentor import EncoderDecoder
@@ -50,7 +50,9 @@ class LRASPPHead(nn.Module):
             self.conv_ups.add_module(f"conv_up{i}", ConvBNReLU(channels + branch, channels, 1, eps=eps))
         self.conv_up_input = nn.Conv2d(channels, channels, 1)
         self.aspp_conv = ConvBNReLU(in_channels[-1], channels, 1, eps=eps)
-        self.image_pool = nn.Sequential(WindowAvgPool(), ConvAct(in_channels[-1], channels, activation="sigmoid", bias=False))
+        gate = ConvNoNorm(in_channels[-1], channels, 1, bias=False)
+        gate.activate = nn.Sigmoid()
+        self.image_pool = nn.Sequential(WindowAvgPool(), gate)
         self.dropout = nn.Dropout2d(dropout)
         self.conv_seg = nn.Conv2d(channels, num_classes, 1)
 

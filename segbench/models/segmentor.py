@@ -1,7 +1,10 @@
 """Encoder-decoder segmentor: backbone -> (neck) -> decode head, plus an optional auxiliary head.
 
 The auxiliary head exists only so that training checkpoints load with strict=True; `forward`
-never runs it, so FLOPs, latency and the inference parameter count exclude it.
+never runs it, so FLOPs, latency and the inference parameter count exclude it. Some decode heads
+(DDRNet's, PIDNet's) hold training-only branches of their own: they name them in `training_only`,
+return one output per branch in train mode (weighted by their `loss_weights`) and run only the
+main one in eval mode.
 """
 
 from __future__ import annotations
@@ -10,6 +13,14 @@ import torch
 from torch import nn
 
 AUXILIARY_PREFIX = "auxiliary_head."
+
+
+def training_only_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """Parameter-name prefixes of what only training runs: the auxiliary head and the decode
+    head's own training branches. The inference parameter count leaves these out."""
+    decode_head = getattr(model, "decode_head", None)
+    branches = getattr(decode_head, "training_only", ())
+    return (AUXILIARY_PREFIX, *(f"decode_head.{name}." for name in branches))
 
 
 class EncoderDecoder(nn.Module):
@@ -42,3 +53,11 @@ class EncoderDecoder(nn.Module):
         if self.neck is not None:
             features = self.neck(features)
         return self.decode_head(features)
+
+
+class AuxiliaryHeads(nn.ModuleList):
+    """mmsegmentation's list-valued `auxiliary_head` (keys `auxiliary_head.<i>.*`): heads on several
+    backbone levels, all trained, none run at inference. Returns each head's logits."""
+
+    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [head(features) for head in self]

@@ -11,29 +11,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segbench.layers import ConvBNReLU
+from segbench.layers import ConvBNReLU, InvertedResidual
 
 # per stage: expand ratio, output channels, blocks (widen_factor 1: every width already a multiple of 8)
 _STAGES = ((1, 16, 1), (6, 24, 2), (6, 32, 3), (6, 64, 4), (6, 96, 3), (6, 160, 3), (6, 320, 1))
 _D8 = ((1, 2, 2, 1, 1, 1, 1), (1, 1, 1, 2, 2, 4, 4))
-
-
-class InvertedResidual(nn.Module):
-    """1x1 expand (absent at ratio 1), 3x3 depthwise, linear 1x1 projection; keys `conv.<i>.*`."""
-
-    def __init__(self, in_channels: int, out_channels: int, *, stride: int, expand_ratio: int, dilation: int) -> None:
-        super().__init__()
-        hidden = int(round(in_channels * expand_ratio))
-        layers = [ConvBNReLU(in_channels, hidden, 1, activation="relu6")] if expand_ratio != 1 else []
-        layers += [
-            ConvBNReLU(hidden, hidden, 3, stride=stride, padding=dilation, dilation=dilation, groups=hidden, activation="relu6"),
-            ConvBNReLU(hidden, out_channels, 1, activation=None),
-        ]
-        self.conv = nn.Sequential(*layers)
-        self.residual = stride == 1 and in_channels == out_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(x) if self.residual else self.conv(x)
 
 
 class MobileNetV2(nn.Module):
@@ -44,7 +26,8 @@ class MobileNetV2(nn.Module):
 
     def __init__(self, *, strides: tuple[int, ...] = _D8[0], dilations: tuple[int, ...] = _D8[1]) -> None:
         super().__init__()
-        self.conv1 = ConvBNReLU(3, 32, 3, stride=2, padding=1, activation="relu6")
+        self.conv1 = ConvBNReLU(3, 32, 3, stride=2, padding=1)
+        self.conv1.activate = nn.ReLU6(inplace=True)
         in_channels = 32
         for i, ((ratio, channels, blocks), stride, dilation) in enumerate(zip(_STAGES, strides, dilations, strict=True)):
             stage = [InvertedResidual(in_channels, channels, stride=stride, expand_ratio=ratio, dilation=dilation)]

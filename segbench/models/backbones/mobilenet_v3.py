@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segbench.layers import ConvAct, ConvBNReLU
+from segbench.layers import ConvBNReLU, ConvNoNorm
 
 # per block: kernel, expanded width, output width, squeeze-excitation, activation, stride (before conversion)
 _ARCHS = {
@@ -40,6 +40,14 @@ _LAST_CHANNELS = {"large": 960, "small": 576}
 OUT_LAYERS = {"large": (1, 3, 16), "small": (0, 1, 12)}
 
 
+def conv_bn_act(in_channels: int, out_channels: int, kernel_size: int, *, activation: str | None, eps: float, **conv) -> ConvBNReLU:
+    """ConvBNReLU with the block's activation: "relu", "hswish" (mmcv's HSwish) or None (linear)."""
+    layer = ConvBNReLU(in_channels, out_channels, kernel_size, relu=activation is not None, eps=eps, **conv)
+    if activation == "hswish":
+        layer.activate = nn.Hardswish(inplace=True)
+    return layer
+
+
 def make_divisible(value: float, divisor: int = 8) -> int:
     """The nearest multiple of `divisor` (at least `divisor`), never 10% below `value` (mmseg's helper)."""
     rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
@@ -62,8 +70,9 @@ class SqueezeExcitation(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         squeezed = make_divisible(channels // 4)
-        self.conv1 = ConvAct(channels, squeezed, activation="relu")
-        self.conv2 = ConvAct(squeezed, channels, activation="hsigmoid")
+        self.conv1 = ConvNoNorm(channels, squeezed, 1, relu=True)
+        self.conv2 = ConvNoNorm(squeezed, channels, 1)
+        self.conv2.activate = nn.Hardsigmoid()  # mmcv's HSigmoid(bias=3, divisor=6): clamp((x + 3) / 6, 0, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.conv2(self.conv1(F.adaptive_avg_pool2d(x, 1)))
@@ -79,15 +88,15 @@ class InvertedResidualV3(nn.Module):
         super().__init__()
         self.kernel_size, self.stride = kernel_size, stride
         self.expand_conv = (
-            ConvBNReLU(in_channels, mid_channels, 1, activation=activation, eps=eps) if in_channels != mid_channels else None
+            conv_bn_act(in_channels, mid_channels, 1, activation=activation, eps=eps) if in_channels != mid_channels else None
         )
         padding = 0 if stride == 2 else dilation * (kernel_size // 2)  # stride 2: padded in forward
-        self.depthwise_conv = ConvBNReLU(
+        self.depthwise_conv = conv_bn_act(
             mid_channels, mid_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
             groups=mid_channels, activation=activation, eps=eps,
         )  # fmt: skip
         self.se = SqueezeExcitation(mid_channels) if se else None
-        self.linear_conv = ConvBNReLU(mid_channels, out_channels, 1, activation=None, eps=eps)
+        self.linear_conv = conv_bn_act(mid_channels, out_channels, 1, activation=None, eps=eps)
         self.residual = stride == 1 and in_channels == out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,7 +117,7 @@ class MobileNetV3(nn.Module):
         super().__init__()
         if arch not in _ARCHS:
             raise ValueError(f"MobileNetV3 arch must be one of {sorted(_ARCHS)}, got {arch!r}")
-        self.layer0 = ConvBNReLU(3, 16, 3, stride=2, activation="hswish", eps=eps)  # padded in forward
+        self.layer0 = conv_bn_act(3, 16, 3, stride=2, activation="hswish", eps=eps)  # padded in forward
         first, second = _UNSTRIDED[arch]
         widths = [16]
         for i, (kernel, mid, out, se, activation, stride) in enumerate(_ARCHS[arch], start=1):
@@ -120,7 +129,7 @@ class MobileNetV3(nn.Module):
             self.add_module(f"layer{i}", block)
             widths.append(out)
         # the last layer, a 1x1 conv (mmseg's dilation 4 on it changes nothing)
-        self.add_module(f"layer{len(widths)}", ConvBNReLU(widths[-1], _LAST_CHANNELS[arch], 1, activation="hswish", eps=eps))
+        self.add_module(f"layer{len(widths)}", conv_bn_act(widths[-1], _LAST_CHANNELS[arch], 1, activation="hswish", eps=eps))
         widths.append(_LAST_CHANNELS[arch])
         self.num_layers = len(widths)
         self.out_layers = OUT_LAYERS[arch]
