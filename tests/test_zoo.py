@@ -53,9 +53,13 @@ def test_every_entry_reports_an_miou_with_its_source():
 
 
 def test_test_settings_follow_the_training_crop():
-    """769x769 models slide as mmseg tests them (on the 1025x2049 resize); 512x1024 ones run whole."""
+    """769x769 models slide as mmseg tests them (on the 1025x2049 resize); SegFormer's 1024x1024
+    ones slide at 1024x2048 with stride 768 (its configs' test_cfg); 512x1024 ones run whole."""
     for spec in SPECS:
-        if spec.crop_size == (769, 769):
+        if spec.build.architecture == "segformer_mit" and spec.crop_size == (1024, 1024):
+            slide = (spec.test.mode, spec.test.size, spec.test.crop, spec.test.stride, spec.test.align_corners)
+            assert slide == ("slide", (1024, 2048), (1024, 1024), (768, 768), False), spec.name
+        elif spec.crop_size == (769, 769):
             assert spec.test.mode == "slide" and spec.test.align_corners, spec.name
             slide = (spec.test.size, spec.test.crop, spec.test.stride)
             assert slide == ((1025, 2049), (769, 769), (513, 513)), spec.name
