@@ -137,6 +137,8 @@ _OK = [
     ("accuracy", _section, "an object or null"),
     ("accuracy_ms_flip", _section, "an object or null"),
     ("accuracy_ms_flip.miou", _optional(_number), "a number or null"),
+    ("phase_seconds", _optional(lambda v: isinstance(v, dict) and all(_number(x) and x >= 0 for x in v.values())),
+     "an object of seconds >= 0 per phase"),
 ]
 _MEASURED = {  # further fields of a section whose 'measured' (or presence) says it holds numbers
     "memory": [("memory.peak_allocated_bytes", _count, _COUNT), ("memory.peak_reserved_bytes", _count, _COUNT)],

@@ -254,14 +254,16 @@ def measure(
             return _finished(record, started)
 
     progress.update(task, description=f"{spec.name}: building")
-    model = build_model(spec)
+    with _phase(record, "build"):
+        model = build_model(spec)
     source = settings.weights_source(spec)
     if source:
         progress.update(task, description=f"{spec.name}: loading weights")
-        load_checkpoint(
-            model, source, model_name=spec.name, sha256=settings.checkpoint_sha256 or spec.weights_sha256,
-            adapter=spec.weights_adapter, trusted=settings.trust_checkpoints,
-        )  # fmt: skip
+        with _phase(record, "weights"):
+            load_checkpoint(
+                model, source, model_name=spec.name, sha256=settings.checkpoint_sha256 or spec.weights_sha256,
+                adapter=spec.weights_adapter, trusted=settings.trust_checkpoints,
+            )  # fmt: skip
     test = inference_settings(spec.test, size=size)
     # Built once: construction checks every image/label pair on disk.
     dataset = CityscapesDataset(settings.evaluation.data_root, settings.evaluation.split) if settings.evaluation else None
@@ -272,16 +274,30 @@ def measure(
         for ms_flip in modes:
             label = "mIoU (ms+flip)" if ms_flip else "mIoU"
             progress.update(task, description=f"{spec.name}: {label} on {len(dataset)} images", total=None)
-            result = evaluate(
-                model, dataset, inference_settings(spec.test, size=size, multi_scale_flip=ms_flip),
-                device=settings.device, num_workers=settings.evaluation.workers,
-            )  # fmt: skip
+            with _phase(record, "miou"):
+                result = evaluate(
+                    model, dataset, inference_settings(spec.test, size=size, multi_scale_flip=ms_flip),
+                    device=settings.device, num_workers=settings.evaluation.workers,
+                )  # fmt: skip
             if result is not None:
                 record["accuracy_ms_flip" if ms_flip else "accuracy"] = result.as_record()
     if rank() == 0 and "training" in settings.measure and shared is None:
         progress.update(task, description=f"{spec.name}: training step", total=None)
-        record["training"] = _training(spec, model, settings, record["settings"]["training"])
+        with _phase(record, "training"):
+            record["training"] = _training(spec, model, settings, record["settings"]["training"])
     return _finished(record, started)
+
+
+@contextlib.contextmanager
+def _phase(record: dict, name: str) -> Iterator[None]:
+    """Adds the seconds the block takes to `record["phase_seconds"][name]`: where a model's measuring time goes,
+    so the summary can say which share of a sweep its timed and warm-up passes are (the rest is overhead)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases = record.setdefault("phase_seconds", {})
+        phases[name] = round(phases.get(name, 0.0) + time.perf_counter() - started, 4)
 
 
 def _finished(record: dict, started: float) -> dict:
@@ -306,33 +322,38 @@ def _profile(
         record["params"] = reused["params"] if reused else count_params(model)
     if "macs" in wanted:
         progress.update(task, description=f"{spec.name}: counting MACs at {size[0]}×{size[1]}")
-        record["macs"] = dict(reused["macs"], reused_from=reused["source"]) if reused else count_macs_as_tested(
-            model, test, ms_flip=ms_flip, device=settings.device, shared_as=json.dumps(spec.build.as_dict(), sort_keys=True)
-        )  # fmt: skip
+        with _phase(record, "macs"):
+            record["macs"] = dict(reused["macs"], reused_from=reused["source"]) if reused else count_macs_as_tested(
+                model, test, ms_flip=ms_flip, device=settings.device, shared_as=json.dumps(spec.build.as_dict(), sort_keys=True)
+            )  # fmt: skip
     if not wanted & {"latency", "memory"}:
         return
 
-    model.to(settings.device)
-    if settings.channels_last:
-        model.to(memory_format=torch.channels_last)
-    network = torch.compile(model) if settings.compile else model
-    stages = prediction_stages(network, test, dtype=settings.dtype, channels_last=settings.channels_last)
-    images = timing_images(dataset, settings.images, size)
+    with _phase(record, "to_device"):
+        model.to(settings.device)
+        if settings.channels_last:
+            model.to(memory_format=torch.channels_last)
+        network = torch.compile(model) if settings.compile else model
+        stages = prediction_stages(network, test, dtype=settings.dtype, channels_last=settings.channels_last)
+        images = timing_images(dataset, settings.images, size)
     device = settings.device
 
     with cudnn_flags(benchmark=False, deterministic=True):
         progress.update(task, description=f"{spec.name}: warm-up", total=settings.warmup, completed=0)
-        time_predictions(stages, images, device, iterations=settings.warmup, on_step=lambda: progress.advance(task))
+        with _phase(record, "warmup"):
+            time_predictions(stages, images, device, iterations=settings.warmup, on_step=lambda: progress.advance(task))
         if "latency" in wanted:
             progress.update(task, description=f"{spec.name}: timing", total=settings.images, completed=0)
             before, load = read_gpu_state(device), load_average_1min()
-            latency = time_predictions(stages, images, device, iterations=settings.images, on_step=lambda: progress.advance(task))
+            with _phase(record, "timed"):
+                latency = time_predictions(stages, images, device, iterations=settings.images, on_step=lambda: progress.advance(task))
             after = read_gpu_state(device)
             record["latency"] = dict(latency, distinct_images=len(images), load_average_1min=load)
             record["gpu_state"] = gpu_state_section(before, after, settings.images)
         if "memory" in wanted:
             progress.update(task, description=f"{spec.name}: peak memory")
-            record["memory"] = peak_memory(stages, images[0].to(device))
+            with _phase(record, "memory"):
+                record["memory"] = peak_memory(stages, images[0].to(device))
 
 
 def timing_images(dataset: CityscapesDataset | None, count: int, size: tuple[int, int]) -> list[torch.Tensor]:
