@@ -147,7 +147,7 @@ def main() -> int:
         rerun_loads.append(f"{before}/{load()}")
         if "skipped: their records are current" not in err:
             sys.exit(f"the re-run measured something:\n{err[-2000:]}")
-    ok = spread("whole zoo sweep", walls, loads, SWEEP_TARGET_S)
+    ok = spread(f"sweep of --models {' '.join(args.models)}", walls, loads, SWEEP_TARGET_S)
     ok = spread("re-run, every record current", rerun_walls, rerun_loads, RERUN_TARGET_S) and ok
     gpu_estimate(output)
     print(json.dumps({"sweep_s": walls, "rerun_s": rerun_walls, "load": loads + rerun_loads}))

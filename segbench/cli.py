@@ -191,8 +191,8 @@ def _finish_distributed() -> None:
         dist.destroy_process_group()
 
 
-PLOTS_STAMP = ".drawn-from.json"
-"""In the plots folder: the digest of the frame (and plotting code) the sweep's plots were drawn from, and their files."""
+PLOTS_STAMP = ".plots-drawn-from.json"
+"""Beside the page (the plots folder holds figures only): the digest of the frame (and plotting code) the sweep's plots were drawn from, and their files."""
 
 
 def _render(args: argparse.Namespace, console, models: list[str] | None) -> None:
@@ -210,7 +210,7 @@ def _render(args: argparse.Namespace, console, models: list[str] | None) -> None
     text = render_markdown(frame, getattr(args, "template", None))
     code = (Path(__file__).with_name("plots.py")).read_bytes()
     digest = hashlib.sha256(frame.to_json(orient="split", default_handler=str).encode() + code).hexdigest()
-    stamp = plots_dir / PLOTS_STAMP
+    stamp = page.with_name(PLOTS_STAMP)
     try:
         drawn = json.loads(stamp.read_text(encoding="utf-8")) if stamp.is_file() else {}
     except (OSError, ValueError):
