@@ -84,6 +84,9 @@ def _check_writable(folder: Path) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    import time
+
+    started = time.perf_counter()
     from rich.console import Console
     from rich.markup import escape
 
@@ -92,7 +95,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from segbench.plan import TimeBudget, sweep_order
     from segbench.records import iter_records
     from segbench.runner import BenchSettings, rank, resolve_device, resolve_evaluation, run_sweep
-    from segbench.summary import print_summary
+    from segbench.summary import efficiency_line, print_summary
 
     console = Console(stderr=True, soft_wrap=True)
     _apply_preset(args)
@@ -146,6 +149,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print_summary(outcomes, console)
     if not args.no_report:
         _render(args, console, selected)
+    if any(o.status != "skipped" for o in outcomes):
+        console.print(efficiency_line(outcomes, time.perf_counter() - started), markup=False, highlight=False)
     for line in budget.report() if budget else []:  # what is left undone comes last
         console.print(line, markup=False, highlight=False)
     failed = [o for o in outcomes if o.status == "failed"]
@@ -204,17 +209,44 @@ def _writing_into(folder: Path, what: str):
         raise SegbenchError(f"{folder}: cannot write {what}: {exc.strerror or exc}") from exc
 
 
+PLOTS_STAMP = ".plots-drawn-from.json"
+"""Beside the page (the plots folder holds figures only): the digest of the frame (and plotting code) the sweep's plots were drawn from, and their files."""
+
+
 def _render(args: argparse.Namespace, console, models: list[str] | None) -> None:
-    """The page and plots of a sweep: its selected models only (the zoo's page is `segbench render`)."""
-    from segbench.plots import plot_all
+    """The page and plots of a sweep: its selected models only (the zoo's page is `segbench render`).
+
+    Plots drawn from the same frame by the same code are not drawn again (matplotlib is most of a
+    re-run's time when every record is current): PLOTS_STAMP says what they were drawn from."""
+    import hashlib
+    import json
+
     from segbench.report import load_frame, render_markdown
 
     results_dir, page, plots_dir = _paths(args)
     frame = load_frame(results_dir, args.zoo, models)
+    text = render_markdown(frame, getattr(args, "template", None))
+    code = (Path(__file__).with_name("plots.py")).read_bytes()
+    digest = hashlib.sha256(frame.to_json(orient="split", default_handler=str).encode() + code).hexdigest()
+    stamp = page.with_name(PLOTS_STAMP)
+    try:
+        drawn = json.loads(stamp.read_text(encoding="utf-8")) if stamp.is_file() else {}
+    except (OSError, ValueError):
+        drawn = {}
+    files = drawn.get("files") if isinstance(drawn, dict) and drawn.get("digest") == digest else None
+    current = isinstance(files, list) and all(isinstance(f, str) and f == Path(f).name and (plots_dir / f).is_file() for f in files)
     with _writing_into(page.parent, "the page and plots"):
         page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_text(render_markdown(frame, getattr(args, "template", None)), encoding="utf-8")
+        if not page.is_file() or page.read_text(encoding="utf-8") != text:
+            page.write_text(text, encoding="utf-8")
+        if current:
+            console.print(f"wrote {page}; the {len(files)} plot file(s) in {plots_dir} are current", markup=False)
+            return
+        from segbench.plots import plot_all
+
+        stamp.unlink(missing_ok=True)
         written = plot_all(frame, plots_dir)
+        stamp.write_text(json.dumps({"digest": digest, "files": sorted(p.name for p in written)}), encoding="utf-8")
     console.print(f"wrote {page} and {len(written)} plot file(s) in {plots_dir}", markup=False)
 
 

@@ -128,11 +128,12 @@ class PastRun:
 
 
 def past_runs(records: Iterable[dict[str, Any]]) -> list[PastRun]:
-    """Cost evidence of successful records that kept their duration and MACs."""
+    """Cost evidence of successful records that kept their duration and MACs; a record that copied another's
+    measurement (`shared_from`) says nothing about the cost of measuring."""
     runs = []
     for r in records:
         macs, seconds = macs_per_image(r), r.get("duration_s")
-        if r.get("status") == "ok" and macs and seconds and _iterations(r):
+        if r.get("status") == "ok" and macs and seconds and _iterations(r) and "shared_from" not in r:
             runs.append(PastRun(r["model"], r["environment"]["hardware"], float(seconds), float(macs) * _iterations(r)))
     return runs
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -23,6 +24,10 @@ FAILED_SUFFIX = ".failed.json"
 MEASUREMENTS = ("latency", "macs", "memory", "miou", "params", "training")
 """What a sweep can measure (`--measure`); `settings.measure` lists what was asked for, so a section
 a record lacks for that reason is intended, not missing. mIoU needs a dataset as well."""
+SHARED_SECTIONS = ("params", "macs", "latency", "gpu_state", "memory", "training")
+"""What entries with the same Build, Test and sweep settings share: one measurement, copied into each entry's record
+with `shared_from` naming the record (beside it) that measured it. mIoU is never shared: it depends on the weights."""
+_RECORD_FILE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._+-]*[A-Za-z0-9_+-])?\.json")  # a model name (manifest._NAME) + .json
 
 
 def chosen_measurements(names: Iterable[str]) -> tuple[str, ...]:
@@ -122,6 +127,8 @@ _ANY_RECORD = [
     ("settings.warmup", _count, _COUNT),
     ("settings.batch_size", _optional(_count), "an integer >= 0 or null"),
     ("settings.weights", _optional(_text), "text or null"),
+    ("shared_from", _optional(lambda v: _text(v) and bool(_RECORD_FILE.fullmatch(v)) and not v.endswith(FAILED_SUFFIX)),
+     "the file name of a successful record in the same folder, e.g. 'model.json'"),
 ]
 _FAILED = [("error.kind", _text, _TEXT), ("error.message", _text, _TEXT)]
 _OK = [
@@ -141,6 +148,8 @@ _OK = [
     ("accuracy", _section, "an object or null"),
     ("accuracy_ms_flip", _section, "an object or null"),
     ("accuracy_ms_flip.miou", _optional(_number), "a number or null"),
+    ("phase_seconds", _optional(lambda v: isinstance(v, dict) and all(_number(x) and x >= 0 for x in v.values())),
+     "an object of seconds >= 0 per phase"),
 ]
 _MEASURED = {  # further fields of a section whose 'measured' (or presence) says it holds numbers
     "memory": [("memory.peak_allocated_bytes", _count, _COUNT), ("memory.peak_reserved_bytes", _count, _COUNT)],
@@ -214,6 +223,8 @@ def placement_problem(path: Path, record: dict[str, Any]) -> tuple[str, str, Any
         return "model", f"the model its file name {path.name!r} names", record["model"]
     if record["environment"]["hardware"] != path.parent.name:
         return "environment.hardware", f"its folder's name {path.parent.name!r}", record["environment"]["hardware"]
+    if record.get("shared_from") == path.name:
+        return "shared_from", "another model's record", record["shared_from"]
     return None
 
 
@@ -267,11 +278,25 @@ def is_current(record: dict[str, Any], spec_hash: str, settings: dict[str, Any])
 
 
 def current_record(path: Path, spec_hash: str, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """The record at path when it is valid and current, else None: an unreadable one is measured again (with a warning)."""
+    """The record at path when it is valid and current, else None: an unreadable one is measured again (with a warning).
+    A shared record is current only while the record it copied still holds the same measurement."""
     if not Path(path).exists():
         return None
     record = _read_or_warn(path, "measuring the model again")
-    return record if record is not None and is_current(record, spec_hash, settings) else None
+    if record is None or not is_current(record, spec_hash, settings):
+        return None
+    return record if "shared_from" not in record or shared_source(Path(path), record) is not None else None
+
+
+def shared_source(path: Path, record: dict[str, Any]) -> dict[str, Any] | None:
+    """The successful record beside `path` that `record` copied its measurement from, while it still holds it; else None."""
+    source_path = Path(path).with_name(record["shared_from"])
+    if not source_path.exists():
+        return None
+    source = _read_or_warn(source_path, f"{Path(path).name} copied it and is measured again")
+    if source is None or source.get("status") != "ok" or "shared_from" in source:
+        return None
+    return source if all(source.get(s) == record.get(s) for s in SHARED_SECTIONS) else None
 
 
 def is_demo_accuracy(record: dict[str, Any]) -> bool:

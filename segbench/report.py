@@ -36,6 +36,7 @@ _RECORD_COLUMNS = ("hardware", "device_name", "record", "measured_size", "images
                    "latency_events_ms", "stage_clock", "preprocess_ms", "forward_ms", "postprocess_ms", "memory_reserved_mb",
                    "train_mem_reserved_gb", "energy_j_per_image", "sm_clock_before", "sm_clock_after", "gpu_warnings", "load_1min")  # fmt: skip
 _RECORD_COLUMNS += ("validity", "validity_failures")  # validity.verdict: VALID, INVALID or not applicable
+_RECORD_COLUMNS += ("shared_from",)  # the model whose measurement a record copied (records.SHARED_SECTIONS)
 _STAGES = ("preprocess", "forward", "postprocess")
 
 
@@ -126,6 +127,8 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
         )
     validity = validity_of(record)
     row.update(validity=validity["verdict"], validity_failures="; ".join(validity.get("failures", [])) or None)
+    if "shared_from" in record:
+        row["shared_from"] = record["shared_from"].removesuffix(".json")
     accuracy, ms_flip = record.get("accuracy"), record.get("accuracy_ms_flip") or {}
     if accuracy:
         demo = is_demo_accuracy(record)

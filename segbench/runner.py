@@ -32,7 +32,10 @@ from segbench.environment import collect_environment, load_average_1min
 from segbench.errors import SegbenchError
 from segbench.eta import SweepPace, TimeLeftColumn, model_work
 from segbench.manifest import BUILTIN_WEIGHTS, ModelSpec
-from segbench.records import MEASUREMENTS, SCHEMA_VERSION, current_record, read_record, record_path, reusable_complexity, write_record
+from segbench.plan import measurement_key
+from segbench.records import (
+    MEASUREMENTS, SCHEMA_VERSION, SHARED_SECTIONS, current_record, read_record, record_path, reusable_complexity, write_record,
+)  # fmt: skip
 from segbench.evaluate import evaluate
 from segbench.gpu_state import gpu_state_section, read_gpu_state
 from segbench.inference import inference_settings
@@ -214,8 +217,21 @@ def resolve_evaluation(
     return Evaluation(str(root), split, ms_flip, workers, dataset_fingerprint(root, pairs))
 
 
-def measure(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: dict, progress: Progress, task) -> dict:
-    """Build and measure one model; returns its record (on rank 0; other ranks only evaluate)."""
+def shared_measurement_key(spec: ModelSpec, run_settings: dict[str, Any]) -> str:
+    """Entries with the same key share one measurement: the same network tested the same way under the same sweep
+    settings. The weights are left out: they change mIoU only, and mIoU is never shared."""
+    return json.dumps([measurement_key(spec), {k: v for k, v in run_settings.items() if k != "weights"}], sort_keys=True)
+
+
+def measure(
+    spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: dict, progress: Progress, task,
+    shared: tuple[str, dict] | None = None,
+) -> dict:  # fmt: skip
+    """Build and measure one model; returns its record (on rank 0; other ranks only evaluate).
+
+    `shared`: (file name, record) of an entry with the same shared_measurement_key measured on this hardware: its
+    params, MACs, latency, memory and training are copied (`shared_from` names it) and the model is built only to
+    evaluate mIoU with its own weights."""
     run_settings = settings.for_spec(spec)
     size = tuple(run_settings["input_size"])
     record: dict[str, Any] = {
@@ -230,35 +246,61 @@ def measure(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: di
         "environment": env,
     }
     started = time.perf_counter()
+    evaluates = settings.evaluation is not None and "miou" in settings.measure
+    if shared is not None:
+        record["shared_from"] = shared[0]
+        record.update({section: shared[1][section] for section in SHARED_SECTIONS if section in shared[1]})
+        if not evaluates:
+            return _finished(record, started)
 
     progress.update(task, description=f"{spec.name}: building")
-    model = build_model(spec)
+    with _phase(record, "build"):
+        model = build_model(spec)
     source = settings.weights_source(spec)
     if source:
         progress.update(task, description=f"{spec.name}: loading weights")
-        load_checkpoint(
-            model, source, model_name=spec.name, sha256=settings.checkpoint_sha256 or spec.weights_sha256,
-            adapter=spec.weights_adapter, trusted=settings.trust_checkpoints,
-        )  # fmt: skip
+        with _phase(record, "weights"):
+            load_checkpoint(
+                model, source, model_name=spec.name, sha256=settings.checkpoint_sha256 or spec.weights_sha256,
+                adapter=spec.weights_adapter, trusted=settings.trust_checkpoints,
+            )  # fmt: skip
     test = inference_settings(spec.test, size=size)
     # Built once: construction checks every image/label pair on disk.
     dataset = CityscapesDataset(settings.evaluation.data_root, settings.evaluation.split) if settings.evaluation else None
-    if rank() == 0:
+    if rank() == 0 and shared is None:
         _profile(spec, model, settings, test, dataset, results_dir, record, progress, task)
-    if dataset is not None and "miou" in settings.measure:
+    if dataset is not None and evaluates:
         modes = [False, True] if settings.evaluation.ms_flip else [False]
         for ms_flip in modes:
             label = "mIoU (ms+flip)" if ms_flip else "mIoU"
             progress.update(task, description=f"{spec.name}: {label} on {len(dataset)} images", total=None)
-            result = evaluate(
-                model, dataset, inference_settings(spec.test, size=size, multi_scale_flip=ms_flip),
-                device=settings.device, num_workers=settings.evaluation.workers,
-            )  # fmt: skip
+            with _phase(record, "miou"):
+                result = evaluate(
+                    model, dataset, inference_settings(spec.test, size=size, multi_scale_flip=ms_flip),
+                    device=settings.device, num_workers=settings.evaluation.workers,
+                )  # fmt: skip
             if result is not None:
                 record["accuracy_ms_flip" if ms_flip else "accuracy"] = result.as_record()
-    if rank() == 0 and "training" in settings.measure:
+    if rank() == 0 and "training" in settings.measure and shared is None:
         progress.update(task, description=f"{spec.name}: training step", total=None)
-        record["training"] = _training(spec, model, settings, record["settings"]["training"])
+        with _phase(record, "training"):
+            record["training"] = _training(spec, model, settings, record["settings"]["training"])
+    return _finished(record, started)
+
+
+@contextlib.contextmanager
+def _phase(record: dict, name: str) -> Iterator[None]:
+    """Adds the seconds the block takes to `record["phase_seconds"][name]`: where a model's measuring time goes,
+    so the summary can say which share of a sweep its timed and warm-up passes are (the rest is overhead)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases = record.setdefault("phase_seconds", {})
+        phases[name] = round(phases.get(name, 0.0) + time.perf_counter() - started, 4)
+
+
+def _finished(record: dict, started: float) -> dict:
     record["duration_s"] = round(time.perf_counter() - started, 3)
     record["status"] = "ok"
     record["validity"] = verdict(record)
@@ -280,33 +322,38 @@ def _profile(
         record["params"] = reused["params"] if reused else count_params(model)
     if "macs" in wanted:
         progress.update(task, description=f"{spec.name}: counting MACs at {size[0]}×{size[1]}")
-        record["macs"] = dict(reused["macs"], reused_from=reused["source"]) if reused else count_macs_as_tested(
-            model, test, ms_flip=ms_flip, device=settings.device, shared_as=json.dumps(spec.build.as_dict(), sort_keys=True)
-        )  # fmt: skip
+        with _phase(record, "macs"):
+            record["macs"] = dict(reused["macs"], reused_from=reused["source"]) if reused else count_macs_as_tested(
+                model, test, ms_flip=ms_flip, device=settings.device, shared_as=json.dumps(spec.build.as_dict(), sort_keys=True)
+            )  # fmt: skip
     if not wanted & {"latency", "memory"}:
         return
 
-    model.to(settings.device)
-    if settings.channels_last:
-        model.to(memory_format=torch.channels_last)
-    network = torch.compile(model) if settings.compile else model
-    stages = prediction_stages(network, test, dtype=settings.dtype, channels_last=settings.channels_last)
-    images = timing_images(dataset, settings.images, size)
+    with _phase(record, "to_device"):
+        model.to(settings.device)
+        if settings.channels_last:
+            model.to(memory_format=torch.channels_last)
+        network = torch.compile(model) if settings.compile else model
+        stages = prediction_stages(network, test, dtype=settings.dtype, channels_last=settings.channels_last)
+        images = timing_images(dataset, settings.images, size)
     device = settings.device
 
     with cudnn_flags(benchmark=False, deterministic=True):
         progress.update(task, description=f"{spec.name}: warm-up", total=settings.warmup, completed=0)
-        time_predictions(stages, images, device, iterations=settings.warmup, on_step=lambda: progress.advance(task))
+        with _phase(record, "warmup"):
+            time_predictions(stages, images, device, iterations=settings.warmup, on_step=lambda: progress.advance(task))
         if "latency" in wanted:
             progress.update(task, description=f"{spec.name}: timing", total=settings.images, completed=0)
             before, load = read_gpu_state(device), load_average_1min()
-            latency = time_predictions(stages, images, device, iterations=settings.images, on_step=lambda: progress.advance(task))
+            with _phase(record, "timed"):
+                latency = time_predictions(stages, images, device, iterations=settings.images, on_step=lambda: progress.advance(task))
             after = read_gpu_state(device)
             record["latency"] = dict(latency, distinct_images=len(images), load_average_1min=load)
             record["gpu_state"] = gpu_state_section(before, after, settings.images)
         if "memory" in wanted:
             progress.update(task, description=f"{spec.name}: peak memory")
-            record["memory"] = peak_memory(stages, images[0].to(device))
+            with _phase(record, "memory"):
+                record["memory"] = peak_memory(stages, images[0].to(device))
 
 
 def timing_images(dataset: CityscapesDataset | None, count: int, size: tuple[int, int]) -> list[torch.Tensor]:
@@ -342,10 +389,13 @@ def _training(spec: ModelSpec, model, settings: BenchSettings, training: dict[st
         return {"measured": False, "out_of_memory": True, "reason": f"out of memory: {str(exc).splitlines()[0]}"}
 
 
-def measure_or_failure(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: dict, progress: Progress, task) -> dict:
+def measure_or_failure(
+    spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: dict, progress: Progress, task,
+    shared: tuple[str, dict] | None = None,
+) -> dict:  # fmt: skip
     """measure(), or a failure record for any error it raises: one model never ends a sweep."""
     try:
-        return measure(spec, settings, results_dir, env, progress, task)
+        return measure(spec, settings, results_dir, env, progress, task, shared)
     except Exception as exc:  # noqa: BLE001  (any model error is recorded; the sweep goes on)
         oom = isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or is_out_of_memory(str(exc))
         return failure_record(
@@ -383,7 +433,10 @@ def run_sweep(
     budget=None,
 ) -> list[Outcome]:
     """Measure each spec (in a fresh process each with `isolate`) and write its record; skip current ones.
-    With a `budget` (plan.TimeBudget) a model starts only when its estimated cost fits in the time left."""
+    With a `budget` (plan.TimeBudget) a model starts only when its estimated cost fits in the time left.
+
+    An entry with the same shared_measurement_key as one measured (or current) earlier in the sweep copies that
+    measurement (measure's `shared`), in this process: it is built only when mIoU is measured."""
     if isolate and world_size() > 1:
         raise SegbenchError("--isolate: not available under torchrun; run one process per GPU instead")
     from segbench.isolate import run_isolated
@@ -399,29 +452,35 @@ def run_sweep(
     outcomes: list[Outcome] = []
     columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeLeftColumn())
     pace = SweepPace(model_work(specs, settings, results_dir))
+    sources: dict[str, tuple[str, dict]] = {}  # shared_measurement_key -> (file name, record) of the entry measured
     with Progress(*columns, console=console, transient=False, disable=not writer) as progress:
         overall = progress.add_task("models", total=len(specs))
         for spec in specs:
             path = record_path(results_dir, hardware, spec.name)
             failed_path = record_path(results_dir, hardware, spec.name, failed=True)
             run_settings = settings.for_spec(spec)
+            key = shared_measurement_key(spec, run_settings)
             with _claimed(path, spec, run_settings, force=force, writer=writer) as skip:
                 if skip:
                     outcomes.append(Outcome(spec, "skipped", read_record(path) if skip == RECORD_CURRENT else None, skip))
+                    if outcomes[-1].record is not None:
+                        sources.setdefault(key, (outcomes[-1].record.get("shared_from", path.name), outcomes[-1].record))
                     progress.console.print(f"  [dim]skip[/] {escape(spec.name)}: {skip}")
                     progress.update(overall, advance=1, finish_at=pace.finished(outcomes[-1]))
                     continue
                 iterations = settings.images + settings.warmup
-                if budget is not None and not budget.admit(spec.name, hardware, run_settings["input_size"], iterations):
+                shared = sources.get(key)
+                budgeted = budget is not None and shared is None  # a copy costs nothing worth budgeting
+                if budgeted and not budget.admit(spec.name, hardware, run_settings["input_size"], iterations):
                     progress.advance(overall)
                     continue
                 task = progress.add_task(spec.name, total=None)
-                if isolate:
+                if isolate and shared is None:
                     record = run_isolated(spec, settings, results_dir, env, progress, task)
                 else:
-                    record = measure_or_failure(spec, settings, results_dir, env, progress, task)
+                    record = measure_or_failure(spec, settings, results_dir, env, progress, task, shared)
                 progress.remove_task(task)
-                if budget is not None:
+                if budgeted:
                     budget.finished(record, run_settings["input_size"], iterations)
                 if writer:
                     try:
@@ -438,6 +497,8 @@ def run_sweep(
                 else:
                     if writer:
                         failed_path.unlink(missing_ok=True)
+                    if shared is None:
+                        sources.setdefault(key, (path.name, record))
                     outcomes.append(Outcome(spec, "ok", record))
                     for warning in record.get("gpu_state", {}).get("warnings", []):
                         progress.console.print(f"  [yellow]warning[/] {escape(spec.name)}: {escape(warning)}")

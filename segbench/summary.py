@@ -31,6 +31,26 @@ def print_summary(outcomes, console: Console) -> None:
         console.print(f"{skipped} model(s) skipped: their records are current (--force re-measures them)")
 
 
+PASSES = ("warmup", "timed")
+"""The phases (record `phase_seconds`) that are the sweep's floor: the warm-up and timed prediction loops."""
+
+
+def efficiency_line(outcomes, wall_s: float) -> str:
+    """How much of the sweep's wall time its timed and warm-up passes took, and what the other phases cost."""
+    measured = [o.record for o in outcomes if o.status == "ok" and o.record and "phase_seconds" in o.record]
+    phases: dict[str, float] = {}
+    for record in measured:
+        for name, seconds in record["phase_seconds"].items():
+            phases[name] = phases.get(name, 0.0) + seconds
+    passes = sum(phases.get(name, 0.0) for name in PASSES)
+    shared = sum(1 for o in outcomes if o.status == "ok" and o.record and "shared_from" in o.record)
+    others = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in sorted(phases.items(), key=lambda kv: -kv[1]) if name not in PASSES)
+    share = f"{100 * passes / wall_s:.0f}%" if wall_s > 0 else "—"
+    return (f"sweep efficiency {share}: timed + warm-up passes {passes:.1f} s of {wall_s:.1f} s wall time; "
+            f"{len(measured)} model(s) measured, {shared} copied from an identical entry (shared_from)"
+            + (f"; other phases: {others}" if others else ""))  # fmt: skip
+
+
 def _summary_table(outcomes) -> Table:
     table = Table(title="segbench summary")
     for column in ("Model", "Status", "Params (M)", "MACs/image (G)", "Median (ms)", "p90 (ms)", "FPS", "Mem (MB)", "Train mem (GB)", "s/iter", "mIoU", "Note"):

@@ -1,5 +1,8 @@
 """Shared fixtures: a small zoo of toy models, and a synthetic dataset in the Cityscapes layout."""
 
+import http.server
+import threading
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -57,3 +60,22 @@ def synthetic_cityscapes(tmp_path_factory):
     write_synthetic_cityscapes(root, cities=("aachen", "bochum"), images_per_city=2, seed=0)
     write_synthetic_cityscapes(root, cities=("cologne",), images_per_city=1, seed=1)
     return root
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A loopback HTTP server over tmp_path/'served', counting the requests it answers."""
+    root = tmp_path / "served"
+    root.mkdir()
+    requests: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format, *args):
+            requests.append(self.path)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}", requests
+    httpd.shutdown()
+    httpd.server_close()

@@ -122,7 +122,9 @@ def test_bench_time_budget_leaves_what_does_not_fit_exits_0_and_resumes(toy_zoo,
 def test_order_breadth_is_the_default_for_all_under_a_budget(toy_zoo, tmp_path, capsys):
     # toy_b is canonical? Neither follows the conventions; both have the same test pixels: manifest order.
     # A second family whose only entry comes last in the zoo must come second under breadth order.
-    (toy_zoo / "zz.yaml").write_text((toy_zoo / "toy.yaml").read_text().replace("toy_a", "zz_a").replace("toy_b", "zz_b"))
+    # Other class counts: a copy of toy's networks would share their measurement and never be budgeted.
+    zz = (toy_zoo / "toy.yaml").read_text().replace("toy_a", "zz_a").replace("toy_b", "zz_b")
+    (toy_zoo / "zz.yaml").write_text(zz.replace("num_classes: 4", "num_classes: 5").replace("num_classes: 6", "num_classes: 7"))
     out = tmp_path / "out"
     assert main(["bench", "--zoo", str(toy_zoo), "--output", str(out), *FAST, "--time-budget", "1h", "--no-report"]) == 0
     err = capsys.readouterr().err
