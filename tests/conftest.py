@@ -6,6 +6,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+import torch
 
 from segbench.cityscapes import write_synthetic_cityscapes
 
@@ -79,3 +80,12 @@ def server(tmp_path):
     yield root, f"http://127.0.0.1:{httpd.server_address[1]}", requests
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny inputs run faster on one thread: OpenMP's barriers cost more than the work (10x on a busy host)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -76,12 +76,7 @@ def test_every_mmseg_entry_has_its_reference_layout(spec):
     assert spec.test.align_corners is spec.name.startswith("stdc")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny inputs run faster on one thread
 
 
 # builder arguments -> logits (classes, H, W) for a 1x3x64x128 input: all three decode at 1/8

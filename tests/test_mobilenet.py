@@ -37,13 +37,7 @@ OUTPUT_SHAPES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny inputs run faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny inputs run faster on one thread
 
 
 def test_every_config_has_its_reference_file_and_every_builder_a_shape_case():

@@ -33,13 +33,7 @@ OUTPUT_SHAPES = [
 REALTIME_ARCHITECTURES = {"fast_scnn", "erfnet_fcn", "cgnet_fcn", "icnet_resnet"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny inputs run faster on one thread (OpenMP's barriers cost more than the work)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny inputs run faster on one thread
 
 
 def build(architecture: str, **kwargs) -> nn.Module:

@@ -26,13 +26,7 @@ ZOO = Path(__file__).resolve().parent.parent / "zoo"
 CONFIGS = {f"segformer_mit-b{i}_8xb1-160k_cityscapes-1024x1024": ("segformer_mit", {"variant": f"b{i}"}) for i in range(6)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny inputs run faster on one thread (OpenMP's barriers cost more than the work)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny inputs run faster on one thread
 
 
 def test_every_config_has_its_reference_file():

@@ -94,15 +94,6 @@ def test_every_mmseg_key_reference_but_upernet_r18_is_covered():
     assert references - covered == {"upernet_r18_4xb2-80k_cityscapes-512x1024"}  # not in mmseg's metafile
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    """Tiny inputs run faster on one thread: OpenMP's barriers cost more than the work (10x on a busy host)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("key", sorted(BUILDS), ids=lambda key: BUILDS[key][0].name)
 def test_every_distinct_build_runs_and_matches_mmseg_keys(key):
