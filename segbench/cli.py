@@ -91,7 +91,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from segbench.build import model_builder
-    from segbench.manifest import load_zoo, select_models
     from segbench.plan import TimeBudget, sweep_order
     from segbench.records import iter_records
     from segbench.runner import BenchSettings, rank, resolve_device, resolve_evaluation, run_sweep
@@ -101,7 +100,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _apply_preset(args)
     if args.compile and args.warmup < 1:
         raise SegbenchError("--compile: needs --warmup 1 or more, since the first call compiles the model and must not be timed")
-    specs = select_models(load_zoo(args.zoo), [p for arg in args.models for p in arg.split(",") if p])
+    specs = _selected_specs(args.zoo, args.models)
     specs = sweep_order(specs, args.order or ("breadth" if args.time_budget and args.models == ["all"] else "manifest"))
     for spec in specs:
         model_builder(spec)  # a wrong architecture name fails here, before any measuring
@@ -283,27 +282,26 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _selected_names(zoo: str, patterns: list[str]) -> list[str] | None:
-    """The model names that --models selects; None for 'all'."""
+def _selected_specs(zoo: str, patterns: list[str]) -> list:
+    """The zoo entries that --models selects (names, globs, families; space- or comma-separated)."""
     from segbench.manifest import load_zoo, select_models
 
-    if patterns == ["all"]:
-        return None
-    return [s.name for s in select_models(load_zoo(zoo), [p for arg in patterns for p in arg.split(",") if p])]
+    return select_models(load_zoo(zoo), [p for arg in patterns for p in arg.split(",") if p])
+
+
+def _selected_names(zoo: str, patterns: list[str]) -> list[str] | None:
+    """The model names that --models selects; None for 'all'."""
+    return None if patterns == ["all"] else [s.name for s in _selected_specs(zoo, patterns)]
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from segbench.manifest import load_zoo, select_models
     from segbench.plots import plot_all
     from segbench.report import load_frame
 
     results_dir, _, plots_dir = _paths(args)
-    frame = load_frame(results_dir, args.zoo)
-    if args.models != ["all"]:
-        chosen = {s.name for s in select_models(load_zoo(args.zoo), [p for arg in args.models for p in arg.split(",") if p])}
-        frame = frame[frame["model"].isin(chosen)]
+    frame = load_frame(results_dir, args.zoo, _selected_names(args.zoo, args.models))
     with _writing_into(plots_dir, "the plots"):
         written = plot_all(
             frame, plots_dir, args.hardware, tuple(dict.fromkeys(args.x)), size=args.size, formats=tuple(dict.fromkeys(args.format)),
@@ -492,10 +490,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from segbench.manifest import load_zoo, select_models
     from segbench.summary import print_table
 
-    specs = select_models(load_zoo(args.zoo), [p for arg in args.models for p in arg.split(",") if p])
+    specs = _selected_specs(args.zoo, args.models)
     table = Table(title=escape(f"{len(specs)} model(s) in {args.zoo}"))
     for column in ("Model", "Family", "Backbone", "Build", "Test (H×W)", "mIoU reported", "Weights"):
         table.add_column(column, no_wrap=column in ("Model", "Family", "Build"), overflow="fold")  # identifiers (--models, manifests): never broken

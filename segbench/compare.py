@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.errors import SegbenchError
-from segbench.records import iter_records, macs_per_image, read_record
+from segbench.records import iter_records, macs_per_image
 from segbench.stats import median_ci
 from segbench.validity import INVALID, validity_of
 

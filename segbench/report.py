@@ -159,7 +159,8 @@ def load_frame(results_dir: str | Path, zoo_dir: str | Path, models: Collection[
     results_dir = Path(results_dir)
     specs = load_zoo(zoo_dir)
     if models is not None:
-        specs = [s for s in specs if s.name in set(models)]
+        wanted = set(models)
+        specs = [s for s in specs if s.name in wanted]
     by_name = {s.name: (i, s) for i, s in enumerate(specs)}
     found = [(p, r) for p, r in iter_records(results_dir) if r["model"] in by_name] if results_dir.is_dir() else []
     succeeded = {(r["model"], r["environment"]["hardware"]) for _, r in found if r["status"] == "ok"}

@@ -32,3 +32,17 @@ def assert_matches_mmseg(model, config: str, folder: Path = REFERENCE) -> None:
     total = sum(p.numel() for p in model.parameters())
     inference = sum(p.numel() for name, p in model.named_parameters() if not name.startswith(AUXILIARY_PREFIX))
     assert (total, inference) == (PARAMS[config]["params_total"], PARAMS[config]["params_inference"])
+
+
+def logits_on_a_random_image(architecture: str, kwargs: dict, size: tuple[int, int] = (64, 128)):
+    """(model in eval mode, the 1x3xHxW random image, its logits): the shape check every family's
+    tests make. Seeded, so a failure reproduces."""
+    import torch
+
+    from segbench.models import architecture_builder
+
+    torch.manual_seed(0)
+    model = architecture_builder(architecture)(**kwargs).eval()
+    image = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        return model, image, model(image)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmseg_reference import PARAMS, REFERENCE, assert_matches_mmseg, reference_shapes
+from mmseg_reference import PARAMS, REFERENCE, assert_matches_mmseg, logits_on_a_random_image, reference_shapes
 from segbench.complexity import count_macs, count_params
 from segbench.inference import slide_logits
 from segbench.manifest import load_zoo
@@ -91,11 +91,8 @@ OUTPUT_SHAPES = [
 
 @pytest.mark.parametrize(("architecture", "kwargs", "expected"), OUTPUT_SHAPES)
 def test_output_shape_whole_and_slide(architecture, kwargs, expected):
-    torch.manual_seed(0)
-    model = architecture_builder(architecture)(**kwargs).eval()
-    image = torch.randn(1, 3, 64, 128)
+    model, image, logits = logits_on_a_random_image(architecture, kwargs)
     with torch.no_grad():
-        logits = model(image)
         slid = slide_logits(model, image, (64, 64), (64, 32), model.align_corners)
     assert tuple(logits.shape) == (1, *expected)
     assert tuple(slid.shape) == (1, expected[0], 64, 128)

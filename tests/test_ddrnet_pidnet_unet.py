@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmseg_reference import DRIVE_REFERENCE, PARAMS, REFERENCE, assert_matches_mmseg, reference_shapes
+from mmseg_reference import DRIVE_REFERENCE, PARAMS, REFERENCE, assert_matches_mmseg, logits_on_a_random_image, reference_shapes
 from segbench.complexity import _meta_flops, count_params
 from segbench.models import architecture_builder, list_architectures
 from segbench.training import training_outputs
@@ -128,10 +128,7 @@ def test_every_builder_here_has_an_output_shape_case():
 
 @pytest.mark.parametrize(("architecture", "kwargs", "expected"), OUTPUT_SHAPES)
 def test_output_shape(architecture, kwargs, expected):
-    torch.manual_seed(0)
-    model = architecture_builder(architecture)(**kwargs).eval()
-    with torch.no_grad():
-        logits = model(torch.randn(1, 3, 64, 128))
+    _, _, logits = logits_on_a_random_image(architecture, kwargs)
     assert tuple(logits.shape) == (1, *expected)
     assert torch.isfinite(logits).all()
 

@@ -45,7 +45,7 @@ def test_merge_writes_new_keeps_newer_and_refuses_the_rest(tmp_path):
         f"{top}/results/nvidia-h200/toy_f.json": record("toy_f", latency={"samples": []}),
         f"{top}/results/nvidia-h200/toy_g.json": b"{not json",
         f"{top}/results/../../../evil/x.json": record("x"),  # parts[-3] is '..': not a results member at all
-        f"../results/nvidia-h200/toy_h.json": record("toy_h"),
+        "../results/nvidia-h200/toy_h.json": record("toy_h"),
         f"{top}/results/nvidia-h200/toy_i.json": ("symlink", "/etc/passwd"),
         f"{top}/results/nvidia-h200/.hidden.json": record(".hidden"),
         f"{top}/logs/0-sweep.log": b"log",

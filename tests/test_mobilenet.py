@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmseg_reference import PARAMS, REFERENCE, assert_matches_mmseg, reference_shapes
+from mmseg_reference import PARAMS, REFERENCE, assert_matches_mmseg, logits_on_a_random_image, reference_shapes
 from segbench.complexity import count_macs
 from segbench.models import architecture_builder, list_architectures
 
@@ -66,10 +66,7 @@ def test_small_lraspp_matches_mmsegmentation():
 
 @pytest.mark.parametrize(("architecture", "kwargs", "expected"), OUTPUT_SHAPES)
 def test_output_shape(architecture, kwargs, expected):
-    torch.manual_seed(0)
-    model = architecture_builder(architecture)(**kwargs).eval()
-    with torch.no_grad():
-        logits = model(torch.randn(1, 3, 64, 128))
+    _, _, logits = logits_on_a_random_image(architecture, kwargs)
     assert tuple(logits.shape) == (1, *expected)
     assert torch.isfinite(logits).all()
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mmseg_reference import assert_matches_mmseg
+from mmseg_reference import assert_matches_mmseg, logits_on_a_random_image
 from segbench.complexity import count_macs
 from segbench.inference import slide_logits
 from segbench.models import architecture_builder
@@ -53,10 +53,8 @@ def test_every_realtime_architecture_has_an_output_shape_case():
 
 @pytest.mark.parametrize(("architecture", "kwargs", "expected"), OUTPUT_SHAPES)
 def test_output_shape_whole_and_slide(architecture, kwargs, expected):
-    model = build(architecture, **kwargs).eval()
-    image = torch.randn(1, 3, 64, 128)
+    model, image, logits = logits_on_a_random_image(architecture, kwargs)
     with torch.no_grad():
-        logits = model(image)
         slid = slide_logits(model, image, (64, 64), (32, 32), align_corners=False)
     assert tuple(logits.shape) == (1, *expected)
     assert torch.isfinite(logits).all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmseg_reference import PARAMS, REFERENCE, assert_matches_mmseg
+from mmseg_reference import PARAMS, REFERENCE, assert_matches_mmseg, logits_on_a_random_image
 from segbench.models import architecture_builder, list_architectures
 from segbench.models.backbones.resnet import ResNet
 from segbench.models.segmentor import AUXILIARY_PREFIX
@@ -75,10 +75,7 @@ def test_every_builder_has_an_output_shape_case():
 
 @pytest.mark.parametrize(("architecture", "kwargs", "expected"), OUTPUT_SHAPES)
 def test_output_shape(architecture, kwargs, expected):
-    torch.manual_seed(0)
-    model = architecture_builder(architecture)(**kwargs).eval()
-    with torch.no_grad():
-        logits = model(torch.randn(1, 3, 64, 128))
+    _, _, logits = logits_on_a_random_image(architecture, kwargs)
     assert tuple(logits.shape) == (1, *expected)
     assert torch.isfinite(logits).all()
 
