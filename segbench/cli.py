@@ -412,7 +412,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if "fvcore" in macs and macs["primary"] == "flop_counter":
         ratios = [f"fvcore {_human(macs['fvcore'])} (fvcore/primary {macs['fvcore_over_flop_counter'] or 0:.4f})"]
         ratios += [f"thop {_human(macs['thop'])} (thop/fvcore {macs['thop_over_fvcore'] or 0:.4f})"] if "thop" in macs else []
-        console.print(f"cross-check on {macs['cross_check_device']}: " + " · ".join(ratios), markup=False)
+        where = f"fvcore on {macs['cross_check_device']}" + (f", thop on {macs['thop_device']}" if "thop" in macs else "")
+        console.print(f"cross-check ({where}): " + " · ".join(ratios), markup=False)
     for group in macs.get("operators_differing", []):
         ops = [", ".join(group[key]) or "none" for key in ("fvcore_by_operator", "flop_counter_by_operator")]
         console.print(f"fvcore differs in {group['operators']}: {_human(group['fvcore'])} vs {_human(group['flop_counter_macs'])} "

@@ -4,9 +4,10 @@ MACs: one fused multiply-add = 1. The primary count is torch's FlopCounterMode o
 copy: shapes only, no arithmetic, well under a second even for the largest zoo model at
 1024×2048; its FLOPs are halved. segbench adds formulas for the matrix products FlopCounterMode
 would silently skip (mv, addmv, dot, addbmm, F.bilinear). fvcore (the count mmsegmentation's
-get_flops gives) and thop run a real forward pass, so they are optional cross-checks on the device
-asked for; where fvcore and the primary differ by more than 1% the count names the operators
-that differ. A model that cannot run on the meta device (it reads its input's values: .item(),
+get_flops gives) and thop are optional cross-checks: fvcore traces a real forward pass on the
+device asked for; thop's module hooks read only shapes, so thop counts on the meta device (on the
+device asked for only where the model cannot run on meta). Where fvcore and the primary differ by
+more than 1% the count names the operators that differ. A model that cannot run on the meta device (it reads its input's values: .item(),
 numpy) is counted by fvcore instead, and the count says so.
 
 Every counter runs on an eval-mode copy of the module tree: thop leaves `total_ops` buffers on the
@@ -196,6 +197,17 @@ def thop_macs(model: nn.Module, image: torch.Tensor) -> int:
     return int(macs)
 
 
+def _thop_on_meta_or(model: nn.Module, image: torch.Tensor) -> tuple[int, str]:
+    """thop's count and where it ran: on the meta device (shapes only, no arithmetic), else on
+    `image`'s device for a model that reads its input's values."""
+    try:
+        return thop_macs(model, torch.empty(image.shape, device="meta")), "meta"
+    except ImportError:
+        raise
+    except Exception:  # noqa: BLE001  (any op that needs real values: count by a real forward pass)
+        return thop_macs(model, image), str(image.device)
+
+
 # --- FlopCounterMode formulas (FLOPs: 2 per multiply-add) for ops it would decompose to 0 ---------
 # Each receives the operands' shapes, as FlopCounterMode's own formulas do.
 
@@ -290,7 +302,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _cross_check(model: nn.Module, input_size: tuple[int, int], device: torch.device | str, macs: dict[str, Any]) -> None:
-    """fvcore and thop on `device` into `macs`; a counter that is not installed is listed as unavailable."""
+    """fvcore on `device` and thop on meta into `macs`; a counter that is not installed is listed as unavailable."""
     started = time.perf_counter()
     image = torch.zeros(1, 3, *input_size, device=device)
     macs["cross_check_device"] = str(device)
@@ -302,14 +314,14 @@ def _cross_check(model: nn.Module, input_size: tuple[int, int], device: torch.de
     else:
         macs.update(fvcore=fv["total"], fvcore_by_operator=fv["by_operator"], fvcore_unsupported_ops=fv["unsupported_ops"])
     try:
-        macs["thop"] = thop_macs(model, image)
+        macs["thop"], macs["thop_device"] = _thop_on_meta_or(model, image)
     except ImportError as exc:
         unavailable["thop"] = _first_line(exc)
     if unavailable:
         macs["cross_check_unavailable"] = unavailable
     if "fvcore" in macs and "thop" in macs:
         macs["thop_over_fvcore"] = macs["thop"] / macs["fvcore"] if macs["fvcore"] else None
-    macs["cross_check_seconds"] = round(time.perf_counter() - started, 4)  # their forward passes: a sweep's overhead
+    macs["cross_check_seconds"] = round(time.perf_counter() - started, 4)  # fvcore's forward pass: a sweep's overhead
 
 
 def count_macs(
@@ -318,7 +330,7 @@ def count_macs(
     """MACs of one forward pass at batch 1 and the given (H, W): `per_forward` by the `primary` counter.
 
     The primary is FlopCounterMode on the meta device (`flop_counter_*`). With `cross_check`, fvcore
-    and thop count too, by a real forward pass on `device`; where fvcore differs by more than 1%,
+    counts too, by a real forward pass on `device`, and thop on meta (`thop_device`); where fvcore differs by more than 1%,
     `operators_differing` says where. A model that cannot run on the meta device is counted by
     fvcore on `device` (`flop_counter_error` says why); then a conv, linear, matmul, einsum or
     attention op fvcore skips raises, since the total would be silently low.

@@ -229,6 +229,36 @@ def test_a_model_that_cannot_run_on_meta_falls_back_to_fvcore_and_says_so():
         assert macs["flop_counter_error"] and "flop_counter_macs" not in macs
 
 
+@pytest.mark.parametrize(
+    "architecture, kwargs",
+    [("pspnet_resnet", {"depth": 18}), ("segformer_mit", {"variant": "b0"}), ("bisenetv2", {}), ("icnet_resnet", {"depth": 18})],
+)
+def test_thop_counts_on_meta_what_it_counts_by_a_real_forward_pass(architecture, kwargs, monkeypatch):
+    """thop in the cross-check runs on the meta device (no arithmetic); the independent reference is
+    thop on the CPU. Adaptive pools, resizes, attention and cascades among the architectures."""
+    model = architecture_builder(architecture)(**kwargs).eval()
+    by_real_forward = complexity.thop_macs(model, torch.zeros(1, 3, 64, 128))
+    devices = []
+    real_thop = complexity.thop_macs
+    monkeypatch.setattr(complexity, "thop_macs", lambda m, image: devices.append(image.device.type) or real_thop(m, image))
+    macs = count_macs(model, (64, 128))
+    assert macs["thop"] == by_real_forward > 0
+    assert macs["thop_device"] == "meta" and devices == ["meta"]
+
+
+def test_thop_falls_back_to_a_real_forward_pass_where_the_model_reads_values():
+    class ItemStatistics(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 2, 1)
+
+        def forward(self, x):
+            return self.conv(x) * float(x.mean().item() >= 0)
+
+    macs = count_macs(ItemStatistics(), (4, 4))
+    assert macs["thop"] == 16 * 6 and macs["thop_device"] == "cpu"
+
+
 def test_a_heavy_op_fvcore_skips_is_an_error_only_where_fvcore_is_the_primary():
     class DataDependentTensordot(nn.Module):
         def forward(self, x):
