@@ -93,12 +93,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from segbench.build import model_builder
     from segbench.plan import TimeBudget, sweep_order
     from segbench.records import iter_records
-    from segbench.runner import BenchSettings, rank, resolve_device, resolve_evaluation, run_sweep
+    from segbench.runner import BenchSettings, default_warmup, rank, resolve_device, resolve_evaluation, run_sweep
     from segbench.summary import efficiency_line, print_summary
 
     console = Console(stderr=True, soft_wrap=True)
     _apply_preset(args)
-    if args.compile and args.warmup < 1:
+    if args.compile and args.warmup is not None and args.warmup < 1:
         raise SegbenchError("--compile: needs --warmup 1 or more, since the first call compiles the model and must not be timed")
     specs = _selected_specs(args.zoo, args.models)
     specs = sweep_order(specs, args.order or ("breadth" if args.time_budget and args.models == ["all"] else "manifest"))
@@ -119,7 +119,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.measure and "miou" in args.measure and evaluation is None:
         raise SegbenchError("--measure miou: needs a dataset; give --data-root DIR or --eval")
     settings = BenchSettings(
-        device=device, images=args.images, warmup=args.warmup, input_size=args.input_size,
+        device=device, images=args.images, warmup=default_warmup(device) if args.warmup is None else args.warmup,
+        input_size=args.input_size,
         weights=args.weights, checkpoint=args.checkpoint, evaluation=evaluation, dtype=args.dtype,
         checkpoint_sha256=args.sha256, trust_checkpoints=args.trust_checkpoints,
         channels_last=args.channels_last, compile=args.compile, train_iters=args.train_iters,
@@ -158,7 +159,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-_BENCH_DEFAULTS = {"models": ["all"], "images": 200, "warmup": 5, "input_size": None, "device": None, "train_iters": 10,
+_BENCH_DEFAULTS = {"models": ["all"], "images": 200, "warmup": None, "input_size": None, "device": None, "train_iters": 10,
                    "measure": None}
 
 
@@ -617,7 +618,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     where.add_argument("--gpu", type=int, help="CUDA device index; an error if that GPU is not there")
     where.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda:0 if available, else cpu)")
     p.add_argument("--images", type=_positive, help="timed images per model (default: 200)")
-    p.add_argument("--warmup", type=_non_negative, help="discarded warm-up iterations (default: 5)")
+    p.add_argument("--warmup", type=_non_negative, help="discarded warm-up iterations (default: 5 on CUDA, as mmsegmentation; 1 on the CPU)")
     p.add_argument("--input-size", type=_size, help="HxW overriding every manifest's test size (recorded)")
     p.add_argument("--weights", action="store_true", help="load each model's published weights (downloaded once, sha256-checked)")
     p.add_argument("--checkpoint", help="a checkpoint file or URL for the one selected model")

@@ -75,6 +75,17 @@ class Evaluation:
                 "fingerprint": self.fingerprint}  # fmt: skip
 
 
+WARMUP = {"cuda": 5, "cpu": 1}
+"""Default warm-up passes per device type. On CUDA, mmsegmentation's tools/benchmark.py count. On the
+CPU one is enough: at 1 thread and 128×256, every distinct zoo model's second pass took the CPU time
+of passes 3-8 within their ±10% spread (the first within it too, except models under 60 ms, up to
+2×: benchmarks/cpu_warmup.py)."""
+
+
+def default_warmup(device: torch.device) -> int:
+    return WARMUP.get(device.type, WARMUP["cuda"])
+
+
 @dataclass(frozen=True)
 class BenchSettings:
     device: torch.device

@@ -49,6 +49,20 @@ def test_bench_writes_records_page_and_plots(toy_zoo, tmp_path):
     )
 
 
+def test_default_warmup_is_one_pass_on_the_cpu_and_mmsegmentations_five_on_cuda(toy_zoo, tmp_path, monkeypatch):
+    from segbench import runner
+
+    calls = []
+    real = runner.time_predictions
+    monkeypatch.setattr(runner, "time_predictions", lambda *a, **k: calls.append(k["iterations"]) or real(*a, **k))
+    out = tmp_path / "out"
+    assert main(["bench", "--zoo", str(toy_zoo), "--output", str(out), "--models", "toy_a", "--device", "cpu",
+                 "--images", "2", "--no-report"]) == 0  # fmt: skip
+    assert records(out)["toy_a.json"]["settings"]["warmup"] == 1
+    assert calls == [1, 2]  # one warm-up pass, then the two timed images
+    assert runner.default_warmup(torch.device("cuda", 0)) == 5 and runner.default_warmup(torch.device("cpu")) == 1
+
+
 def test_rerun_skips_current_records_and_force_remeasures(toy_zoo, tmp_path, capsys):
     out = tmp_path / "out"
     args = ["bench", "--zoo", str(toy_zoo), "--output", str(out), "--models", "toy_a", *FAST]
