@@ -11,10 +11,11 @@ import torch.nn.functional as F
 
 from mmseg_reference import assert_matches_mmseg, logits_on_a_random_image
 from segbench.complexity import count_macs
-from segbench.layers.points import most_uncertain_points, point_sample
+from segbench.layers.points import most_uncertain_points, point_sample, training_points
 from segbench.models import architecture_builder
+from segbench.models.backbones.resnest import SplitAttentionConv
 from segbench.models.fpn import SemanticFPNHead
-from segbench.models.point_rend import PointHead, PointRendHeads, training_points
+from segbench.models.point_rend import PointHead, PointRendHeads
 
 # mmsegmentation config -> (segbench architecture, builder arguments)
 CONFIGS = {
@@ -164,3 +165,17 @@ def test_macs_include_the_subdivision_steps():
     model.decode_head.subdivision_steps = 0  # the FPN head's coarse logits as they are
     coarse = count_macs(model, (64, 128), cross_check=False)["per_forward"]
     assert refined - coarse == (32 * 64 + 64 * 128) * mlp_per_point
+
+
+def test_split_attention_weighs_each_channel_by_a_softmax_over_the_branches():
+    """With fc2's weights zero, branch r of channel c gets softmax over r of fc2's biases b[r, c]:
+    for radix 2, sigmoid(b[0, c] - b[1, c]) and its complement."""
+    torch.manual_seed(0)
+    conv = SplitAttentionConv(8).eval()
+    with torch.no_grad():
+        conv.fc2.weight.zero_()
+        conv.fc2.bias.copy_(torch.randn(16))
+        x = torch.randn(2, 8, 5, 6)
+        branches = torch.relu(conv.bn0(conv.conv(x))).view(2, 2, 8, 5, 6)
+        first = torch.sigmoid(conv.fc2.bias[:8] - conv.fc2.bias[8:]).view(1, 8, 1, 1)
+        torch.testing.assert_close(conv(x), first * branches[:, 0] + (1 - first) * branches[:, 1])

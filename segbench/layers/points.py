@@ -1,5 +1,6 @@
 """Point sampling and uncertain-point selection of PointRend (Kirillov et al., CVPR 2020), in plain
-PyTorch: mmcv's `point_sample` and mmseg's `PointHead.get_points_test`, vectorized over points.
+PyTorch: mmcv's `point_sample` and mmseg's `PointHead.get_points_test` / `get_points_train`,
+vectorized over points.
 
 Points are (x, y) in [0, 1] x [0, 1] of the whole map, x along the width, as mmcv's. Everything
 here works on the meta device (the number of points is fixed by the caller), so MACs count.
@@ -35,3 +36,16 @@ def most_uncertain_points(logits: torch.Tensor, num_points: int) -> tuple[torch.
     x = x_step / 2.0 + (indices % width).float() * x_step
     y = y_step / 2.0 + (indices // width).float() * y_step
     return indices, torch.stack([x, y], dim=2)
+
+
+def training_points(coarse: torch.Tensor, num_points: int, *, oversample_ratio: int = 3, importance_ratio: float = 0.75) -> torch.Tensor:
+    """mmseg's PointHead.get_points_train: of `oversample_ratio * num_points` random points the
+    `importance_ratio` share most uncertain (uncertainty of the logits sampled there, with
+    align_corners=False whatever the head's, as mmseg), the rest random."""
+    batch = coarse.shape[0]
+    candidates = torch.rand(batch, num_points * oversample_ratio, 2, device=coarse.device)
+    scores = uncertainty(point_sample(coarse, candidates))[:, 0]
+    num_uncertain = int(importance_ratio * num_points)
+    chosen = scores.topk(num_uncertain, dim=1).indices
+    uncertain = candidates.gather(1, chosen.unsqueeze(2).expand(-1, -1, 2))
+    return torch.cat([uncertain, torch.rand(batch, num_points - num_uncertain, 2, device=coarse.device)], dim=1)

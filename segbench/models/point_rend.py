@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from segbench.layers import resize
-from segbench.layers.points import most_uncertain_points, point_sample, uncertainty
+from segbench.layers.points import most_uncertain_points, point_sample, training_points
 from segbench.models.backbones.resnet import ResNet
 from segbench.models.fpn import FPN, SemanticFPNHead
 from segbench.models.registry import register_architecture
@@ -103,22 +103,8 @@ class PointRendHeads(nn.ModuleList):
         coarse = self[0](features)
         if not self.training:
             return self.refine(features, coarse)
-        points = training_points(coarse.detach(), self.train_num_points, align_corners=self.align_corners)
+        points = training_points(coarse.detach(), self.train_num_points)
         return coarse, self.point_logits(features, coarse, points).unsqueeze(2)
-
-
-def training_points(
-    coarse: torch.Tensor, num_points: int, *, oversample_ratio: int = 3, importance_ratio: float = 0.75, align_corners: bool = False
-) -> torch.Tensor:
-    """mmseg's PointHead.get_points_train: of `oversample_ratio * num_points` random points the
-    `importance_ratio` share most uncertain (uncertainty of the logits sampled there), the rest random."""
-    batch = coarse.shape[0]
-    candidates = torch.rand(batch, num_points * oversample_ratio, 2, device=coarse.device)
-    scores = uncertainty(point_sample(coarse, candidates, align_corners=align_corners))[:, 0]
-    num_uncertain = int(importance_ratio * num_points)
-    chosen = scores.topk(num_uncertain, dim=1).indices
-    uncertain = candidates.gather(1, chosen.unsqueeze(2).expand(-1, -1, 2))
-    return torch.cat([uncertain, torch.rand(batch, num_points - num_uncertain, 2, device=coarse.device)], dim=1)
 
 
 @register_architecture("pointrend_resnet")
