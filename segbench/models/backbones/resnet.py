@@ -62,6 +62,15 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
+def block_dilations(num_blocks: int, dilation: int, contract_dilation: bool, multi_grid: tuple[int, ...] | None) -> list[int]:
+    """Dilation of each block of a stage, as mmsegmentation's ResLayer places them."""
+    if multi_grid is not None:
+        # mmsegmentation uses the grid as the dilations themselves (mg124: 1, 2, 4).
+        return list(multi_grid)
+    first = dilation // 2 if contract_dilation and dilation > 1 else dilation
+    return [first] + [dilation] * (num_blocks - 1)
+
+
 def _stage(
     block: type[BasicBlock] | type[Bottleneck],
     inplanes: int,
@@ -76,12 +85,7 @@ def _stage(
     downsample = None
     if stride != 1 or inplanes != out_planes:
         downsample = nn.Sequential(nn.Conv2d(inplanes, out_planes, 1, stride=stride, bias=False), nn.BatchNorm2d(out_planes))
-    if multi_grid is not None:
-        # mmsegmentation uses the grid as the dilations themselves (mg124: 1, 2, 4).
-        dilations = list(multi_grid)
-    else:
-        first = dilation // 2 if contract_dilation and dilation > 1 else dilation
-        dilations = [first] + [dilation] * (num_blocks - 1)
+    dilations = block_dilations(num_blocks, dilation, contract_dilation, multi_grid)
     blocks = [block(inplanes, planes, stride, dilations[0], downsample)]
     blocks += [block(out_planes, planes, 1, d, None) for d in dilations[1:]]
     return nn.Sequential(*blocks)
