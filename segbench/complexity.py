@@ -417,6 +417,13 @@ def module_breakdown(model: nn.Module, input_size: tuple[int, int], depth: int) 
         analysis = _fvcore_analysis(model, torch.zeros(1, 3, *size, device=device))
         with _quiet_counting():
             by_module = analysis.by_module()
+
+    def macs_of(name: str, module: nn.Module) -> int:
+        """A container that is never called itself (ModuleList, ModuleDict) does its children's work."""
+        if name in by_module or not isinstance(module, (nn.ModuleList, nn.ModuleDict)):
+            return int(by_module.get(name, 0))
+        return sum(macs_of(f"{name}.{child_name}", child) for child_name, child in module.named_children())
+
     rows = []
     for name, module in model.named_modules():
         if name.count(".") + (1 if name else 0) > depth:
@@ -425,6 +432,6 @@ def module_breakdown(model: nn.Module, input_size: tuple[int, int], depth: int) 
             "module": name,
             "type": type(module).__name__,
             "params": sum(p.numel() for p in module.parameters()),
-            "macs": int(by_module.get(name, 0)),
+            "macs": macs_of(name, module),
         })  # fmt: skip
     return rows

@@ -149,6 +149,20 @@ def test_conv_transpose_decoder_equals_hand_count_in_every_counter():
     assert macs["fvcore"] == macs["thop"] == macs["flop_counter_macs"] == down + up
 
 
+def test_a_module_list_in_the_breakdown_does_its_childrens_work():
+    class Branches(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.convs = nn.ModuleList([nn.Conv2d(3, 4, 1), nn.Conv2d(3, 2, 1)])
+
+        def forward(self, x):
+            return torch.cat([conv(x) for conv in self.convs], 1)
+
+    h, w = 6, 8
+    rows = {r["module"]: r["macs"] for r in module_breakdown(Branches(), (h, w), depth=2)}
+    assert rows == {"": h * w * 3 * 6, "convs": h * w * 3 * 6, "convs.0": h * w * 3 * 4, "convs.1": h * w * 3 * 2}
+
+
 def test_module_breakdown_to_depth():
     rows = module_breakdown(Tokens(MHABlock(True)), SIZE, depth=1)
     assert [r["module"] for r in rows] == ["", "embed", "mixer", "classifier"]
