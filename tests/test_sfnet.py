@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from paddle_reference import PARAMS, REFERENCE, assert_matches_paddleseg, paddle_param_counts
+from paddle_reference import PARAMS, REFERENCE, assert_matches_paddleseg, paddle_param_counts, paddle_reference_shapes
 from segbench.complexity import count_macs
 from segbench.manifest import load_zoo
 from segbench.models import architecture_builder
+from segbench.models.backbones.resnet_vd import ResNetVd
 from segbench.models.sfnet import AlignedModule
 
 ZOO = Path(__file__).resolve().parent.parent / "zoo"
@@ -39,6 +40,15 @@ def test_state_dict_and_params_match_paddleseg(config):
     model = build(config)
     assert_matches_paddleseg(model, config)
     assert paddle_param_counts(model)[0] / 1e6 == pytest.approx(PARAMS[config]["published_params_m"], abs=0.005)
+
+
+def test_resnet101_vd_equals_the_backbone_of_paddlesegs_deeplabv3_r101():
+    """ResNet101_vd (23 blocks in stage 3, multi_grid 1, 2, 4 as that config sets it) in PaddleSeg's keys."""
+    reference = paddle_reference_shapes("deeplabv3_resnet101_os8_cityscapes_1024x512_80k")
+    backbone = {k.removeprefix("backbone."): v for k, v in reference.items() if k.startswith("backbone.")}
+    ours = ResNetVd(101, output_stride=8, multi_grid=(1, 2, 4))
+    assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == backbone
+    assert ours.bb_3_2.conv1._conv.dilation == (16, 16) and ours.bb_1_0.short.avg_pool_first
 
 
 @pytest.mark.usefixtures("one_thread")
