@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +15,8 @@ from segbench.complexity import count_macs
 from segbench.manifest import load_zoo
 from segbench.models import architecture_builder
 from segbench.models.backbones.resnet_vd import ResNetVd
-from segbench.models.sfnet import AlignedModule
+from segbench.checkpoint import load_checkpoint
+from segbench.models.sfnet import AlignedModule, PaddlePyramidPooling, SFNetHead, paddle_conv_bn_relu
 
 ZOO = Path(__file__).resolve().parent.parent / "zoo"
 
@@ -58,6 +60,26 @@ def test_logits_come_back_at_the_input_size(size):
     with torch.no_grad():
         logits = model(torch.randn(1, 3, *size))
     assert logits.shape == (1, 19, *size) and torch.isfinite(logits).all()
+
+
+LOGITS = Path(__file__).parent / "data" / "paddleseg-logits"
+
+
+def test_head_logits_equal_paddlesegs_from_its_own_pdparams():
+    """A small SFNetHead (fpn_inplanes 4, 8, 12, 16, fpn_dim 8, 3 classes) built by PaddleSeg 2.8 on
+    paddle 3.3.1 with random weights and statistics, saved by paddle.save, and its eval logits on
+    random features of four sizes: read through segbench's .pdparams reader and the adapter, our
+    head gives the same logits (PPM order, FAM flow and warp, resizes, BN eps). PaddleSeg's
+    flow_warp needed one cast on paddle 3 (its int shape tensor to float, as paddle 2 did)."""
+    head = SFNetHead(
+        [4, 8, 12, 16], 8, 3, ppm=PaddlePyramidPooling(16, 8), conv_bn_relu=paddle_conv_bn_relu, kernel_size=3,
+        grid_align_corners=True,
+    ).eval()  # fmt: skip
+    load_checkpoint(head, LOGITS / "sfnet_head.pdparams", model_name="sfnet_head", adapter="paddleseg")
+    data = np.load(LOGITS / "sfnet_head.npz", allow_pickle=False)
+    with torch.no_grad():
+        logits = head([torch.from_numpy(data[f"feature{i}"]) for i in range(4)])
+    assert torch.allclose(logits, torch.from_numpy(data["logits"]), atol=1e-5)
 
 
 def test_flow_warp_follows_paddles_grid():
