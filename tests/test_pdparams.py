@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import json
 import os
 import pickle
 import sys
@@ -173,19 +174,26 @@ def test_url_is_cached_and_read_without_torch_version_gate(tmp_path, monkeypatch
     assert_same_weights(source, again)
 
 
-def test_cli_checkpoint_reads_pdparams_through_the_manifest_adapter(tmp_path, monkeypatch):
+def test_cli_checkpoint_and_weights_read_pdparams_through_the_manifest_adapter(tmp_path, monkeypatch, server):
     monkeypatch.setattr(torch, "__version__", "2.9.1+cu121")  # no --sha256 nor --trust-checkpoints needed
+    monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path / "cache"))
+    root, base_url, requests = server
+    content = {key: value.numpy() for key, value in tiny_segmentor(num_classes=4).state_dict().items()}
+    good = write_pdparams(root / "model.pdparams", content)
+    bad = write_pdparams(tmp_path / "bad.pdparams", {**content, "stem.bias": RunsCode(tmp_path / "ran")})
     zoo = tmp_path / "zoo"
     zoo.mkdir()
-    (zoo / "toy.yaml").write_text(TOY_ZOO.replace("  Build:\n", "  Weights Adapter: paddleseg\n  Build:\n", 1))
-    content = {key: value.numpy() for key, value in tiny_segmentor(num_classes=4).state_dict().items()}
-    good = write_pdparams(tmp_path / "good.pdparams", content)
-    bad = write_pdparams(tmp_path / "bad.pdparams", {**content, "stem.bias": RunsCode(tmp_path / "ran")})
+    entry = f"  Weights: {base_url}/model.pdparams\n  Weights Adapter: paddleseg\n  Build:\n"
+    (zoo / "toy.yaml").write_text(TOY_ZOO.replace("  Build:\n", entry, 1))
     args = ["bench", "--zoo", str(zoo), "--output", str(tmp_path / "out"), "--models", "toy_a", "--device", "cpu",
             "--images", "1", "--warmup", "0", "--train-iters", "0", "--no-report", "--force"]  # fmt: skip
     assert main([*args, "--checkpoint", str(good)]) == 0
+    assert main([*args, "--weights"]) == 0 and requests == ["/model.pdparams"]
+    assert len(list((tmp_path / "cache").glob("*/model.pdparams"))) == 1
     assert main([*args, "--checkpoint", str(bad)]) == 1
     assert not (tmp_path / "ran").exists()
+    (failed,) = (tmp_path / "out" / "results").glob("*/toy_a.failed.json")
+    assert "refused to read a .pdparams file that calls" in json.loads(failed.read_text())["error"]["message"]
 
 
 # Pieces a crafted or damaged file is made of: opcodes that name globals (allowed and not),
