@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -205,8 +205,11 @@ _FRAGMENTS = [
 ]  # fmt: skip
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(st.sampled_from(_FRAGMENTS) | st.binary(max_size=6), max_size=12).map(b"".join))
+@example(b"cos\nsystem\n(S'echo ran'\ntR.")  # protocol 0: os.system('echo ran')
 def test_junk_never_runs_code_and_fails_in_one_line(tmp_path, monkeypatch, junk):
     ran = []
     for module, name in [(os, "system"), (sys.modules[os.name], "system"), (builtins, "eval")]:
