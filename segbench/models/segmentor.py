@@ -16,11 +16,13 @@ AUXILIARY_PREFIX = "auxiliary_head."
 
 
 def training_only_prefixes(model: nn.Module) -> tuple[str, ...]:
-    """Parameter-name prefixes of what only training runs: the auxiliary head and the decode
-    head's own training branches. The inference parameter count leaves these out."""
+    """Parameter-name prefixes of what only training runs: the auxiliary head, the decode
+    head's own training branches, and what a model outside EncoderDecoder (PaddleSeg's layout)
+    names in its own `training_only`. The inference parameter count leaves these out."""
     decode_head = getattr(model, "decode_head", None)
     branches = getattr(decode_head, "training_only", ())
-    return (AUXILIARY_PREFIX, *(f"decode_head.{name}." for name in branches))
+    own = getattr(model, "training_only", ())
+    return (AUXILIARY_PREFIX, *(f"decode_head.{name}." for name in branches), *(f"{name}." for name in own))
 
 
 class EncoderDecoder(nn.Module):
