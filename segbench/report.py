@@ -121,8 +121,8 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
     if gpu.get("measured"):
         row.update(
             energy_j_per_image=gpu.get("energy_per_image_j"),
-            sm_clock_before=gpu["before"]["sm_clock_mhz"],
-            sm_clock_after=gpu["after"]["sm_clock_mhz"],
+            sm_clock_before=gpu["before"].get("sm_clock_mhz"),  # optional: NVML may refuse the reading
+            sm_clock_after=gpu["after"].get("sm_clock_mhz"),
             gpu_warnings="; ".join(gpu["warnings"]) or None,
         )
     validity = validity_of(record)

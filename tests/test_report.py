@@ -11,6 +11,7 @@ import pytest
 
 from segbench.cli import main
 from segbench.export import latex_escape, to_csv, to_json, to_latex
+from segbench.records import write_record
 from segbench.report import load_frame, render_markdown
 from segbench.stats import latency_summary
 
@@ -162,6 +163,25 @@ def test_gpu_record_details_reach_the_page_and_the_exports(toy_zoo, tmp_path):
     (exported,) = [r for r in json.loads(to_json(frame)) if r["hardware"] == "nvidia-h100"]
     assert exported["latency_median_ci95_low_ms"] == 9.0 and exported["latency_median_ci95_high_ms"] == 14.0
     assert exported["inference_mem_reserved_mb"] == 512 and exported["train_step_s"] == 0.25 and exported["energy_j_per_image"] == 1.25
+
+
+def test_gpu_readings_nvml_could_not_take_render_as_blanks(toy_zoo, tmp_path):
+    """A record may lack the SM clock readings (a GPU whose NVML refuses them; the schema allows it)."""
+    samples = [0.01] * 3
+    record = {
+        "schema_version": 1, "status": "ok", "model": "toy_a", "family": "toy", "collection": "Toy",
+        "environment": {"hardware": "nvidia-h100", "device_type": "cuda", "gpu_name": "NVIDIA H100", "cpu": "Xeon",
+                        "torch": "2.13.0", "date": "2026-11-22T00:00:00+00:00"},
+        "settings": {"input_size": [64, 64], "images": 3, "warmup": 2, "batch_size": 1, "dtype": "float32",
+                     "input": "synthetic", "weights": "random-init"},
+        "params": {"inference": 1_000_000, "total": 1_200_000}, "macs": {"fvcore": 2e9, "thop": 2e9},
+        "latency": {"unit": "s", "samples": samples}, "memory": {"measured": False},
+        "gpu_state": {"measured": True, "energy_per_image_j": None, "warnings": [], "before": {}, "after": {"sm_clock_mhz": None}},
+    }  # fmt: skip
+    write_record(tmp_path / "results" / "nvidia-h100" / "toy_a.json", record)
+    frame = load_frame(tmp_path / "results", toy_zoo)
+    (row,) = [line for line in render_markdown(frame).splitlines() if line.startswith("| toy_a | `nvidia-h100` |")]
+    assert "| — → — |" in row
 
 
 def test_load_is_read_before_each_models_timed_loop_and_shown_per_record(toy_zoo, tmp_path, monkeypatch):
