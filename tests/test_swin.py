@@ -16,7 +16,7 @@ from mmseg_reference import PARAMS, REFERENCE, assert_matches_mmseg, logits_on_a
 from segbench.complexity import count_macs, module_breakdown
 from segbench.inference import slide_logits
 from segbench.models import architecture_builder
-from segbench.models.backbones.swin import ShiftedWindowAttention, relative_position_index, shifted_window_mask
+from segbench.models.backbones.swin import PatchMerging, ShiftedWindowAttention, relative_position_index, shifted_window_mask
 
 # mmsegmentation config -> (segbench architecture, builder arguments)
 CONFIGS = {
@@ -83,6 +83,22 @@ def test_shift_mask_separates_the_regions_the_roll_brought_together():
     assert torch.equal(mask[0], torch.zeros(4, 4))  # top-left window: all from the interior region
     assert torch.equal(mask[3], torch.full((4, 4), -100.0).fill_diagonal_(0))
     assert torch.equal(mask[1], torch.tensor([[0, -100, 0, -100], [-100, 0, -100, 0]] * 2, dtype=torch.float))
+
+
+def test_patch_merging_gathers_each_2x2_neighbourhood_channel_major_with_corner_padding():
+    """mmseg samples with nn.Unfold: feature c·4 + dy·2 + dx of output (i, j) is input (c, 2i+dy, 2j+dx), the
+    map zero-padded at the bottom/right to even size (the original Swin concatenates position-major instead)."""
+    merging = PatchMerging(2, 4)
+    gathered = []
+    merging.norm.register_forward_pre_hook(lambda module, args: gathered.append(args[0][0]))
+    image = torch.arange(1.0, 1 + 2 * 3 * 5).view(2, 3, 5)  # C, H, W
+    _, hw = merging(image.flatten(1).T[None], (3, 5))
+    assert hw == (2, 3)
+    padded = F.pad(image, (0, 1, 0, 1))
+    for i in range(2):
+        for j in range(3):
+            expected = [padded[c, 2 * i + dy, 2 * j + dx] for c in range(2) for dy in range(2) for dx in range(2)]
+            assert gathered[0][i * 3 + j].tolist() == torch.stack(expected).tolist()
 
 
 def _shifted_attention_by_formula(module: ShiftedWindowAttention, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
