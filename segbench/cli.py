@@ -242,10 +242,10 @@ def _render(args: argparse.Namespace, console, models: list[str] | None) -> None
         if current:
             console.print(f"wrote {page}; the {len(files)} plot file(s) in {plots_dir} are current", markup=False)
             return
-        from segbench.plots import plot_all
+        from segbench.plots import miou_datasets, plot_all
 
         stamp.unlink(missing_ok=True)
-        written = plot_all(frame, plots_dir)
+        written = plot_all(frame, plots_dir, datasets=tuple(miou_datasets(frame)))  # one set of figures per dataset
         stamp.write_text(json.dumps({"digest": digest, "files": sorted(p.name for p in written)}), encoding="utf-8")
     console.print(f"wrote {page} and {len(written)} plot file(s) in {plots_dir}", markup=False)
 
@@ -306,7 +306,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     with _writing_into(plots_dir, "the plots"):
         written = plot_all(
             frame, plots_dir, args.hardware, tuple(dict.fromkeys(args.x)), size=args.size, formats=tuple(dict.fromkeys(args.format)),
-            bubble=args.bubble, labels=args.labels, log=args.log, error_bars=not args.no_error_bars,
+            bubble=args.bubble, labels=args.labels, log=args.log, error_bars=not args.no_error_bars, datasets=(args.dataset,),
         )  # fmt: skip
     console = Console(stderr=True, soft_wrap=True)
     if not written:
@@ -499,7 +499,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for column in ("Model", "Family", "Backbone", "Build", "Test (H×W)", "mIoU reported", "Weights"):
         table.add_column(column, no_wrap=column in ("Model", "Family", "Build"), overflow="fold")  # identifiers (--models, manifests): never broken
     for s in specs:
-        reported = s.reported_on("Cityscapes") or (s.reported[0] if s.reported else None)
+        reported = s.headline_result
         test = "×".join(map(str, s.test.size)) + (f" slide {'×'.join(map(str, s.test.crop))}" if s.test.mode == "slide" else "")
         table.add_row(*map(escape, (
             s.name, s.family, s.backbone, s.build.architecture or s.build.callable, test,
@@ -564,6 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--x", nargs="+", choices=["latency", "fps", "macs", "params", "memory"], default=["latency", "macs", "params"],
                       help="one figure per cost axis, plots/miou_vs_<x>.<format> (default: latency macs params)")  # fmt: skip
     plot.add_argument("--y", choices=["miou"], default="miou", help="accuracy axis: mIoU, measured where a record has one, else reported")
+    plot.add_argument("--dataset", default="Cityscapes",
+                      help="whose mIoU to plot; a figure never mixes datasets (default: Cityscapes; e.g. ADE20K, reported numbers)")  # fmt: skip
     plot.add_argument("--hardware", nargs="+", help="one hardware slug, or two to draw in one figure (default: the one with most records)")
     plot.add_argument("--models", nargs="+", default=["all"], help="names, globs or families to plot (default: all)")
     plot.add_argument("--size", choices=["column", "page"], default="page",

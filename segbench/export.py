@@ -28,6 +28,7 @@ COLUMNS = {
     "test_mode": "test_mode",
     "measured_size": "measured_size_hxw",
     "miou_reported": "miou_reported",
+    "miou_reported_dataset": "miou_reported_dataset",
     "miou_measured": "miou_measured",
     "miou_diff": "miou_diff",
     "miou_demo": "miou_demo",

@@ -252,6 +252,12 @@ class ModelSpec:
     def reported_on(self, dataset: str = "Cityscapes") -> ReportedResult | None:
         return next((r for r in self.reported if r.dataset == dataset), None)
 
+    @property
+    def headline_result(self) -> ReportedResult | None:
+        """The reported result that the list, the page and the plots show: Cityscapes where the entry
+        reports one (segbench measures Cityscapes), else its first (an ADE20K-only model's)."""
+        return self.reported_on("Cityscapes") or (self.reported[0] if self.reported else None)
+
     def spec_hash(self) -> str:
         """Identity of what gets measured: build, test settings and weights — not reported numbers."""
         payload = {"build": self.build.as_dict(), "test": self.test.as_dict(), "weights": self.weights}

@@ -5,7 +5,8 @@ hollow and labelled as reported. Each family has one colour and one marker; the 
 (the models no other model beats on both axes) is drawn as a staircase; labels are placed by a
 small deterministic search so that they overlap neither each other nor the points. Two
 hardware can share a figure: the second gets black marker edges and a dashed front, and a thin
-line joins a model's two points. No torch here.
+line joins a model's two points. A figure holds one dataset's mIoU (Cityscapes unless asked): numbers
+of two datasets never share an axis, and another dataset's files carry its name. No torch here.
 
 Fonts are embedded so that a paper's PDF passes the publishers' checks: PDF with TrueType fonts
 (fonttype 42, never Type 3); SVG with glyphs drawn as paths (svg.fonttype 'path'), because an
@@ -29,6 +30,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from segbench.errors import SegbenchError
+from segbench.report import MEASURED_DATASET
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,20 @@ def _interval(points: pd.DataFrame, axis: Axis) -> tuple[pd.Series, pd.Series]:
     return low, high
 
 
-def _select_points(frame: pd.DataFrame, axis: Axis, hardware: list[str]) -> pd.DataFrame:
-    rows = frame[(frame["status"] == "ok") & frame[axis.column].notna() & frame["miou"].notna()]
+def miou_datasets(frame: pd.DataFrame) -> list[str]:
+    """The datasets of the frame's mIoU numbers, Cityscapes first, then by name."""
+    return sorted(frame["miou_dataset"].dropna().unique(), key=lambda d: (d != MEASURED_DATASET, d))
+
+
+def _dataset_file_tag(dataset: str) -> str:
+    """'' for Cityscapes (the README's file names), else '.<dataset>' made safe for a file name (it comes from a manifest)."""
+    return "" if dataset == MEASURED_DATASET else "." + (re.sub(r"[^a-z0-9]+", "-", dataset.lower()).strip("-") or "dataset")
+
+
+def _select_points(frame: pd.DataFrame, axis: Axis, hardware: list[str], dataset: str = MEASURED_DATASET) -> pd.DataFrame:
+    """Measured rows with a cost on `axis` and an mIoU on `dataset` (case-insensitive), on the given hardware."""
+    on_dataset = frame["miou_dataset"].str.lower() == dataset.lower()
+    rows = frame[(frame["status"] == "ok") & frame[axis.column].notna() & frame["miou"].notna() & on_dataset]
     rows = rows[rows["hardware"].isin(hardware)]
     if not axis.per_hardware:  # the same figure on every hardware: one point per model
         rows = rows.drop_duplicates("model")
@@ -188,9 +202,14 @@ def plot_figure(
     labels: str = "auto",
     log: str = "auto",
     error_bars: bool = True,
+    dataset: str = MEASURED_DATASET,
 ) -> list[Path]:
-    """Draw mIoU against one cost axis and save it in each format; returns the files written (none if no points)."""
+    """Draw `dataset`'s mIoU against one cost axis and save it in each format; returns the files written (none if no points)."""
     axis = AXES[x]
+    datasets = miou_datasets(frame)
+    dataset = next((d for d in datasets if d.lower() == dataset.lower()), dataset)
+    if datasets and dataset not in datasets:
+        raise SegbenchError(f"--dataset: no mIoU on {dataset} (have: {', '.join(datasets)})")
     available = sorted(frame.loc[frame["status"] == "ok", "hardware"].dropna().unique())
     if not hardware:
         hardware = [default_hardware(frame)] if axis.per_hardware and available else available
@@ -198,14 +217,14 @@ def plot_figure(
         raise SegbenchError(f"--hardware: no records for {', '.join(unknown)} (have: {', '.join(available) or 'none'})")
     if len(hardware) > 2 and axis.per_hardware:
         raise SegbenchError(f"--hardware: at most two in one figure, got {len(hardware)}")
-    points = _select_points(frame, axis, hardware)
+    points = _select_points(frame, axis, hardware, dataset)
     if points.empty:
         return []
     width, height, fontsize = SIZES[size]
     rc = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "path", "svg.hashsalt": "segbench", "font.size": fontsize}
     with matplotlib.rc_context(rc):
         fig = _draw(points, axis, hardware if axis.per_hardware else [], (width, height), fontsize, bubble, labels, log, error_bars=error_bars)
-        stem = f"miou_vs_{x}" + ("" if size == "page" else f".{size}")  # sizes side by side; page keeps the README's names
+        stem = f"miou_vs_{x}" + _dataset_file_tag(dataset) + ("" if size == "page" else f".{size}")  # sizes side by side; page keeps the README's names
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for ext in formats:
@@ -270,7 +289,7 @@ def _draw(points: pd.DataFrame, axis: Axis, hardware: list[str], figsize, fontsi
         listed = ", ".join(sizes) if len(sizes) <= SIZES_LISTED else "mixed"
         xlabel += f" at each model's test size ({listed} H×W)"
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("Cityscapes val mIoU (%)")
+    ax.set_ylabel(f"{points['miou_dataset'].iloc[0]} val mIoU (%)")
     title = f"mIoU vs {axis.title}" + (f" on {' and '.join(hardware)}" if hardware else "")
     if axis.timed:
         images = sorted(points["images"].dropna().astype(int).unique())
@@ -313,11 +332,14 @@ def _legend_handles(points: pd.DataFrame, style: dict, hardware: list[str], bubb
     return handles
 
 
-def plot_all(frame: pd.DataFrame, out_dir: Path, hardware: list[str] | None = None, xs: tuple[str, ...] = DEFAULT_X, **options) -> list[Path]:
-    """The default set of figures (mIoU vs latency, MACs, params); options as plot_figure.
+def plot_all(
+    frame: pd.DataFrame, out_dir: Path, hardware: list[str] | None = None, xs: tuple[str, ...] = DEFAULT_X,
+    datasets: tuple[str, ...] = (MEASURED_DATASET,), **options,
+) -> list[Path]:
+    """The default set of figures (mIoU vs latency, MACs, params), one set per dataset; options as plot_figure.
 
     Drawn one after another in the calling process. A sweep's process runs threads by then (torch's
     intra-op pool, rich's refresh): a process forked from it can deadlock on a lock one of them held,
     and a pool of workers can outlive a killed parent.
     """
-    return [path for x in xs for path in plot_figure(frame, x, out_dir, hardware=hardware, **options)]
+    return [path for d in datasets for x in xs for path in plot_figure(frame, x, out_dir, hardware=hardware, dataset=d, **options)]

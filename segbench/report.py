@@ -38,10 +38,12 @@ _RECORD_COLUMNS = ("hardware", "device_name", "record", "measured_size", "images
 _RECORD_COLUMNS += ("validity", "validity_failures")  # validity.verdict: VALID, INVALID or not applicable
 _RECORD_COLUMNS += ("shared_from",)  # the model whose measurement a record copied (records.SHARED_SECTIONS)
 _STAGES = ("preprocess", "forward", "postprocess")
+MEASURED_DATASET = "Cityscapes"
+"""The dataset of every mIoU segbench measures (cityscapes.py); other datasets' numbers are reported ones."""
 
 
 def _spec_columns(spec: ModelSpec, order: int) -> dict[str, Any]:
-    reported = spec.reported_on("Cityscapes")
+    reported = spec.headline_result
     return {
         "order": order,
         "model": spec.name,
@@ -57,6 +59,7 @@ def _spec_columns(spec: ModelSpec, order: int) -> dict[str, Any]:
         "miou_reported": reported.miou if reported else None,
         "miou_ms_flip_reported": reported.miou_ms_flip if reported else None,
         "miou_source": reported.source if reported else None,
+        "miou_reported_dataset": reported.dataset if reported else None,
         "train_mem_gb": spec.train_memory_gb,
         "config": spec.config,
         "weights": None if spec.builtin_weights else spec.weights,  # a link to the file; builtin ones have none
@@ -175,9 +178,13 @@ def load_frame(results_dir: str | Path, zoo_dir: str | Path, models: Collection[
     for column in _RECORD_COLUMNS:
         if column not in frame:
             frame[column] = None
-    frame["miou_diff"] = frame["miou_measured"] - frame["miou_reported"]
-    frame["miou"] = frame["miou_measured"].where(frame["miou_measured"].notna(), frame["miou_reported"])
-    frame["miou_is_measured"] = frame["miou_measured"].notna()
+    # segbench measures mIoU on Cityscapes only: a Δ needs a reported Cityscapes number, and `miou` (measured,
+    # else reported) is on `miou_dataset`, which the plots keep apart and the page names
+    measured = frame["miou_measured"].notna()
+    frame["miou_diff"] = (frame["miou_measured"] - frame["miou_reported"]).where(frame["miou_reported_dataset"] == MEASURED_DATASET)
+    frame["miou"] = frame["miou_measured"].where(measured, frame["miou_reported"])
+    frame["miou_dataset"] = frame["miou_reported_dataset"].where(~measured, MEASURED_DATASET).where(frame["miou"].notna())
+    frame["miou_is_measured"] = measured
     return frame.sort_values(["order", "hardware"], na_position="last", kind="stable").reset_index(drop=True)
 
 
@@ -263,6 +270,12 @@ def _range(values: list[float]) -> str:
     return low if low == high else f"{low}–{high}"
 
 
+def _summary_order(row: dict[str, Any]) -> tuple:
+    """Per hardware, each dataset's models apart (Cityscapes first, then the others by name), best mIoU first."""
+    dataset = row["miou_dataset"]
+    return (row["hardware"], dataset != MEASURED_DATASET, dataset or "", -(row["miou"] or 0), row["model"])
+
+
 def render_markdown(frame: pd.DataFrame, template: str | Path | None = None) -> str:
     """The page from a template: the shipped one, or a user's, in jinja2's sandbox, so that a template stays data and
     cannot reach Python (no attributes starting with `_`, no calls that change state)."""
@@ -296,7 +309,7 @@ def render_markdown(frame: pd.DataFrame, template: str | Path | None = None) -> 
         return env.get_template(template.name).render(
             classes=per_class[0]["classes"] if per_class else [],
             per_class=per_class,
-            summary=sorted(measured, key=lambda r: (r["hardware"], -(r["miou"] or 0), r["model"])),
+            summary=sorted(measured, key=_summary_order),
             families=families,
             failures=[r for r in records if r["status"] == "failed"],
             hardware=dict(sorted(hardware.items())),

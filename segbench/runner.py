@@ -258,6 +258,9 @@ def measure(
     }
     started = time.perf_counter()
     evaluates = settings.evaluation is not None and "miou" in settings.measure
+    if evaluates and spec.reported and not spec.reported_on("Cityscapes"):  # another label set: no Cityscapes mIoU
+        record["miou_skipped"] = f"reports {spec.reported[0].dataset} only; segbench measures mIoU on Cityscapes"
+        evaluates = False
     if shared is not None:
         record["shared_from"] = shared[0]
         record.update({section: shared[1][section] for section in SHARED_SECTIONS if section in shared[1]})

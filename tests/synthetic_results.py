@@ -7,6 +7,7 @@ score higher; the second hardware is about twice as fast.
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -54,3 +55,22 @@ def write_synthetic_results(root: Path, models_per_family: int, hardware: tuple[
                 write_record(out / "results" / hw / f"{name}.json", record)
     (zoo / "synthetic.yaml").write_text(yaml.safe_dump({"Collections": [{"Name": f} for f in FAMILIES], "Models": models}, sort_keys=False))
     return zoo, out
+
+
+ADE20K_REPORTED = {"ade_small_8xb2-160k_ade20k-512x512": 44.0, "ade_large_8xb2-160k_ade20k-512x512": 48.0}
+
+
+def add_ade20k_entries(zoo: Path, out: Path, hardware: str) -> None:
+    """Two ADE20K entries (reported ADE20K mIoU only, measured at their 512x512 crop) beside a synthetic
+    Cityscapes zoo: a second dataset whose mIoU must never share an axis or a ranking with Cityscapes'."""
+    template = json.loads(next((out / "results" / hardware).glob("*.json")).read_text())
+    models = []
+    for i, (name, miou) in enumerate(ADE20K_REPORTED.items()):
+        models.append({"Name": name, "In Collection": "Ade", "Metadata": {"Architecture": ["Swin-T", "UPerNet"], "Crop Size": [512, 512]},
+                       "Results": {"Dataset": "ADE20K", "Metrics": {"mIoU": miou}, "Source": "made up for tests"},
+                       "Build": {"callable": "toy_models:tiny_segmentor", "kwargs": {"num_classes": 150}}, "Test": {"size": [512, 512]}})  # fmt: skip
+        record = {k: v for k, v in template.items() if k != "accuracy"} | {"model": name, "family": "ade", "collection": "Ade"}
+        record["settings"] = template["settings"] | {"input_size": [512, 512]}
+        record["macs"] = {"fvcore": int((i + 1) * 5e10), "thop": int((i + 1) * 5e10)}
+        write_record(out / "results" / hardware / f"{name}.json", record)
+    (zoo / "ade20k.yaml").write_text(yaml.safe_dump({"Collections": [{"Name": "Ade"}], "Models": models}, sort_keys=False))

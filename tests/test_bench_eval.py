@@ -95,3 +95,17 @@ def test_torchrun_two_processes_give_the_single_process_matrix(toy_zoo, syntheti
     assert two["accuracy"]["num_images"] == one["accuracy"]["num_images"] == 5
     assert two["accuracy"]["confusion"] == one["accuracy"]["confusion"]
     assert len(list((tmp_path / "two" / "results").glob("*/*.json"))) == 1  # one rank wrote one record
+
+
+def test_an_entry_that_reports_another_dataset_is_not_evaluated_on_cityscapes(toy_zoo, synthetic_cityscapes, tmp_path):
+    """An ADE20K model (150 classes) has no Cityscapes mIoU: the sweep profiles it and says why it skipped mIoU,
+    rather than fail on, or record, predictions of another label set."""
+    manifest = toy_zoo / "toy.yaml"
+    manifest.write_text(manifest.read_text().replace("Dataset: Cityscapes\n    Metrics: {mIoU: 50.5", "Dataset: ADE20K\n    Metrics: {mIoU: 50.5"))
+    assert "Dataset: ADE20K" in manifest.read_text()
+    out = tmp_path / "out"
+    assert main(["bench", "--zoo", str(toy_zoo), "--output", str(out), "--data-root", str(synthetic_cityscapes), *FAST]) == 0
+    skipped, evaluated = only_record(out, "toy_a"), only_record(out, "toy_b")
+    assert skipped["status"] == "ok" and "latency" in skipped and "accuracy" not in skipped
+    assert skipped["miou_skipped"] == "reports ADE20K only; segbench measures mIoU on Cityscapes"
+    assert "accuracy" in evaluated and "miou_skipped" not in evaluated

@@ -11,7 +11,7 @@ from matplotlib.text import Text
 from segbench.cli import main
 from segbench.plots import AXES, _draw, _select_points, pareto_front
 from segbench.report import load_frame
-from synthetic_results import write_synthetic_results
+from synthetic_results import ADE20K_REPORTED, add_ade20k_entries, write_synthetic_results
 
 HW = ("gpu-a", "gpu-b")
 
@@ -169,3 +169,40 @@ def test_the_cost_axis_says_at_which_input_size(synthetic):
     mixed.loc[mixed["model"].str.startswith("fcn"), "measured_size"] = "512×1024"
     fig, ax = draw(mixed, "latency")
     assert ax.get_xlabel().endswith("at each model's test size (1024×2048, 512×1024 H×W)")
+
+
+@pytest.fixture(scope="module")
+def two_datasets(tmp_path_factory):
+    """Cityscapes entries with measured mIoU, and ADE20K entries with reported ADE20K mIoU, on one hardware."""
+    zoo, out = write_synthetic_results(tmp_path_factory.mktemp("two"), models_per_family=1, hardware=HW[:1])
+    add_ade20k_entries(zoo, out, HW[0])
+    return zoo, out
+
+
+@pytest.mark.parametrize("x", ["macs", "latency"])
+def test_a_plot_of_miou_never_mixes_datasets(two_datasets, x):
+    zoo, out = two_datasets
+    frame = load_frame(out / "results", zoo)
+    axis = AXES[x]
+    cityscapes = _select_points(frame, axis, [HW[0]], "Cityscapes")
+    ade20k = _select_points(frame, axis, [HW[0]], "ade20k")  # as typed on the command line
+    assert set(ade20k["model"]) == set(ADE20K_REPORTED) and ade20k["miou"].tolist() == [ADE20K_REPORTED[m] for m in ade20k["model"]]
+    assert len(cityscapes) == 6 and not set(cityscapes["model"]) & set(ADE20K_REPORTED)
+    for dataset, points in (("Cityscapes", cityscapes), ("ADE20K", ade20k)):
+        fig = _draw(points, axis, [HW[0]] if axis.per_hardware else [], (7, 4.4), 9.0, False, "all", "auto")
+        ax = fig.axes[0]
+        assert ax.get_ylabel() == f"{dataset} val mIoU (%)"
+        drawn = sorted(y for c in ax.collections if not isinstance(c, LineCollection) for _, y in c.get_offsets())
+        assert drawn == sorted(points["miou"])
+
+
+def test_plot_takes_a_dataset_and_keeps_each_datasets_files_apart(two_datasets, tmp_path, capsys):
+    zoo, source = two_datasets
+    out = tmp_path / "out"
+    shutil.copytree(source / "results", out / "results")
+    assert plot(zoo, out, "--x", "macs", "--format", "svg") == 0  # Cityscapes by default
+    assert plot(zoo, out, "--x", "macs", "--format", "svg", "--dataset", "ade20k") == 0
+    assert sorted(p.name for p in (out / "plots").iterdir()) == ["miou_vs_macs.ade20k.svg", "miou_vs_macs.svg"]
+    assert plot(zoo, out, "--dataset", "pascal") == 1
+    err = capsys.readouterr().err
+    assert "--dataset: no mIoU on pascal (have: Cityscapes, ADE20K)" in err and "Traceback" not in err

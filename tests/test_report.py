@@ -1,6 +1,7 @@
 """model_zoo.md and plots: deterministic, traceable to records, and free of torch."""
 
 import json
+import math
 import re
 import statistics
 import subprocess
@@ -386,3 +387,33 @@ def test_plot_on_a_full_disk_is_one_line_naming_the_folder(measured, capsys):
     assert main(["plot", "--zoo", str(zoo), "--output", str(out)]) == 1
     err = capsys.readouterr().err
     assert err == f"segbench: error: {out / 'plots'}: cannot write the plots: No space left on device\n", err
+
+
+def test_a_reported_miou_is_shown_with_its_dataset_and_never_ranked_or_diffed_across_datasets(tmp_path):
+    """ADE20K entries beside Cityscapes ones: the page names ADE20K beside each ADE20K number, the
+    summary ranks each dataset apart (Cityscapes first), and no Δ compares numbers of two datasets."""
+    from synthetic_results import ADE20K_REPORTED, add_ade20k_entries, write_synthetic_results
+
+    zoo, out = write_synthetic_results(tmp_path, models_per_family=1, hardware=("gpu-a",))
+    add_ade20k_entries(zoo, out, "gpu-a")
+    frame = load_frame(out / "results", zoo)
+    ade = frame[frame["model"].isin(list(ADE20K_REPORTED))]
+    assert ade["miou_reported"].tolist() == list(ADE20K_REPORTED.values())
+    assert set(ade["miou_dataset"]) == {"ADE20K"} and set(frame["miou_dataset"]) == {"ADE20K", "Cityscapes"}
+    page = render_markdown(frame)
+    summary = page.split("## Summary")[1].split("## Latency")[0]
+    rows = [line for line in summary.splitlines() if line.startswith("| ") and ("_4xb2-" in line or "_8xb2-" in line)]
+    datasets = ["ADE20K" if "ade20k" in row else "Cityscapes" for row in rows]
+    assert datasets == sorted(datasets, key=lambda d: d != "Cityscapes") and len(rows) == 8
+    for name, miou in ADE20K_REPORTED.items():
+        assert f"| {name} | Swin-T | {miou:.2f} (reported, ADE20K) |" in summary
+        family_row = next(line for line in page.split("## Ade")[1].splitlines() if line.startswith(f"| {name} |"))
+        assert f"| {miou:.2f} (ADE20K) |" in family_row
+    # a record that evaluated an ADE20K entry on Cityscapes: its mIoU is Cityscapes', and no Δ against ADE20K's
+    path = next((out / "results" / "gpu-a").glob("ade_small*.json"))
+    record = json.loads(path.read_text())
+    record["accuracy"] = json.loads(next((out / "results" / "gpu-a").glob("fcn_*.json")).read_text())["accuracy"]
+    write_record(path, record)
+    row = load_frame(out / "results", zoo).set_index("model").loc["ade_small_8xb2-160k_ade20k-512x512"]
+    assert row["miou_dataset"] == "Cityscapes" and row["miou_measured"] == record["accuracy"]["miou"]
+    assert row["miou_reported"] == 44.0 and math.isnan(row["miou_diff"])
