@@ -85,20 +85,20 @@ def psa_mask(mask: torch.Tensor, mask_size: tuple[int, int], mode: str) -> torch
     if channels != mask_h * mask_w:
         raise ValueError(f"PSA mask: {channels} channels for a {mask_h}x{mask_w} mask")
     half_h, half_w = (mask_h - 1) // 2, (mask_w - 1) // 2
-    offsets = mask.reshape(n, mask_h, mask_w, height, width)
-    # offsets[:, a, b] after padding is the offset (a - (H-1), b - (W-1)); negative padding crops
+    # pixels reversed, so that the diagonal read below steps forward along every axis
+    offsets = mask.reshape(n, mask_h, mask_w, height, width).flip(3, 4)
+    # then offsets[:, a, b] is the offset (a - (H-1), b - (W-1)); negative padding crops
     offsets = F.pad(
         offsets,
         (0, 0, 0, 0, (width - 1) - half_w, half_w - (mask_w - width), (height - 1) - half_h, half_h - (mask_h - height)),
+    ).contiguous()
+    # out[n, i, j, h, w] = offsets[n, i - h + H-1, j - w + W-1, H-1-h, W-1-w]: with h' = H-1-h that is
+    # offsets[n, i + h', j + w', h', w'], a strided view, read back with h' and w' reversed
+    s_n, s_a, s_b, s_h, s_w = offsets.stride()
+    diagonals = offsets.as_strided(
+        (n, height, width, height, width), (s_n, s_a, s_b, s_a + s_h, s_b + s_w), offsets.storage_offset()
     )
-    # out[n, i, j, h, w] = offsets[n, i - h + H-1, j - w + W-1, h, w]: reversing the offset axes
-    # turns both steps positive, offsets'[n, (H-1-i) + h, (W-1-j) + w, h, w]
-    reversed_offsets = offsets.flip(1, 2).contiguous()
-    s_n, s_a, s_b, s_h, s_w = reversed_offsets.stride()
-    diagonals = reversed_offsets.as_strided(
-        (n, height, width, height, width), (s_n, s_a, s_b, s_a + s_h, s_b + s_w), reversed_offsets.storage_offset()
-    )
-    collected = diagonals.flip(1, 2).reshape(n, height * width, height * width)
+    collected = diagonals.flip(3, 4).reshape(n, height * width, height * width)
     if mode == "distribute":
         collected = collected.transpose(1, 2)
     return collected.reshape(n, height * width, height, width)
