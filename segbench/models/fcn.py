@@ -51,6 +51,22 @@ class FCNHead(nn.Module):
         return self.conv_seg(self.dropout(out))
 
 
+class ContextFCNHead(FCNHead):
+    """An FCN head with a context block between its two convs: mmseg's NLHead, DNLHead, GCHead and
+    CCHead (the block under its own key in each subclass, run by `context`)."""
+
+    def __init__(self, in_channels: int, channels: int, num_classes: int, *, in_index: int = -1) -> None:
+        super().__init__(in_channels, channels, num_classes, in_index=in_index, num_convs=2)
+
+    def context(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        x = features[self.in_index]
+        out = self.convs[1](self.context(self.convs[0](x)))
+        return self.conv_seg(self.dropout(self.conv_cat(torch.cat([x, out], dim=1))))
+
+
 def dilated_head_channels(depth: int) -> tuple[int, int]:
     """(decode head, auxiliary head) channels of mmseg's dilated-ResNet configs: narrower for R-18/34."""
     return (128, 64) if depth in (18, 34) else (512, 256)
