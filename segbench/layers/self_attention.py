@@ -42,7 +42,9 @@ class SelfAttentionBlock(nn.Module):
         super().__init__()
         self.channels = channels
         self.key_project = _projection(key_in_channels, channels, key_query_num_convs)
-        self.query_project = self.key_project if share_key_query else _projection(query_in_channels, channels, key_query_num_convs)
+        self.query_project = (
+            self.key_project if share_key_query else _projection(query_in_channels, channels, key_query_num_convs)
+        )
         self.value_project = nn.Conv2d(key_in_channels, channels if with_out else out_channels, 1)
         self.out_project = nn.Conv2d(channels, out_channels, 1) if with_out else None
         self.key_downsample = key_downsample
@@ -54,5 +56,6 @@ class SelfAttentionBlock(nn.Module):
             key, value = self.key_downsample(key), self.key_downsample(value)
         similarity = torch.matmul(query.flatten(2).transpose(1, 2), key.flatten(2)) * self.channels**-0.5
         context = torch.matmul(similarity.softmax(dim=-1), value.flatten(2).transpose(1, 2))
-        context = context.transpose(1, 2).reshape(query_feats.shape[0], -1, *query_feats.shape[2:])
+        # contiguous as mmseg's: a transposed (channels-last) layout sends the next conv down another kernel
+        context = context.transpose(1, 2).contiguous().view(query_feats.shape[0], -1, *query_feats.shape[2:])
         return context if self.out_project is None else self.out_project(context)

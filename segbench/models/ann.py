@@ -5,6 +5,7 @@ positions), so attention costs HW·110 per channel instead of (HW)²."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from segbench.layers import ConvBNReLU, SelfAttentionBlock
@@ -22,7 +23,7 @@ class PyramidSampling(nn.Module):
         self.pool_scales = pool_scales
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([nn.functional.adaptive_avg_pool2d(x, s).flatten(2) for s in self.pool_scales], dim=2)
+        return torch.cat([F.adaptive_avg_pool2d(x, s).flatten(2) for s in self.pool_scales], dim=2)
 
 
 def _attention(low: int, high: int, channels: int, out: int, *, share: bool, pool_scales: tuple[int, ...]) -> SelfAttentionBlock:
@@ -38,12 +39,12 @@ class AFNB(nn.Module):
 
     def __init__(self, low_channels: int, high_channels: int, channels: int, *, pool_scales: tuple[int, ...]) -> None:
         super().__init__()
-        self.stages = nn.ModuleList([_attention(low_channels, high_channels, channels, high_channels, share=False, pool_scales=pool_scales)])
+        attention = _attention(low_channels, high_channels, channels, high_channels, share=False, pool_scales=pool_scales)
+        self.stages = nn.ModuleList([attention])  # one query scale (1), under mmseg's `stages.0`
         self.bottleneck = ConvBNReLU(2 * high_channels, high_channels, 1, relu=False)
 
     def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-        context = torch.stack([stage(high, low) for stage in self.stages]).sum(0)
-        return self.bottleneck(torch.cat([context, high], dim=1))
+        return self.bottleneck(torch.cat([self.stages[0](high, low), high], dim=1))
 
 
 class APNB(nn.Module):
@@ -51,12 +52,12 @@ class APNB(nn.Module):
 
     def __init__(self, in_channels: int, channels: int, *, pool_scales: tuple[int, ...]) -> None:
         super().__init__()
-        self.stages = nn.ModuleList([_attention(in_channels, in_channels, channels, in_channels, share=True, pool_scales=pool_scales)])
+        attention = _attention(in_channels, in_channels, channels, in_channels, share=True, pool_scales=pool_scales)
+        self.stages = nn.ModuleList([attention])  # as AFNB's
         self.bottleneck = ConvBNReLU(2 * in_channels, in_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        context = torch.stack([stage(x, x) for stage in self.stages]).sum(0)
-        return self.bottleneck(torch.cat([context, x], dim=1))
+        return self.bottleneck(torch.cat([self.stages[0](x, x), x], dim=1))
 
 
 class ANNHead(nn.Module):
