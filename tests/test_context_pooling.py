@@ -18,6 +18,7 @@ from segbench.complexity import count_macs, count_params
 from segbench.layers import SelfAttentionBlock
 from segbench.models import architecture_builder, list_architectures
 from segbench.models.ann import PyramidSampling
+from segbench.models.apcnet import ACM
 from segbench.models.dmnet import dynamic_depthwise_conv
 from segbench.models.emanet import EMAModule
 from segbench.models.encnet import Encoding
@@ -269,6 +270,9 @@ MAC_CASES = {
     # 1x1 key (shared with query) and value projections 3->2, out projection 2->4;
     # query·key and attention·value over 5 positions
     "attention": (Attention, 2 * N * 3 * 2 + N * 3 * 2 + N * 2 * 4 + N * 5 * 2 + N * 5 * 2),
+    # ACM at scale 2, 3->2 channels: pooled (4 positions) and input 1x1 reductions, global 1x1 on the
+    # pooled pixel, 4 affinities per pixel, their product with the 4 regions, residual and fusion 1x1
+    "acm": (lambda: ACM(2, 3, 2), 4 * 3 * 2 + N * 3 * 2 + 2 * 2 + N * 2 * 4 + N * 4 * 2 + 2 * N * 2 * 2),
 }
 
 
