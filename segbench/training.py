@@ -93,7 +93,14 @@ def _head_outputs(model: EncoderDecoder, features) -> list[tuple[torch.Tensor, f
 
 def head_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy; a one-channel boundary head (PIDNet's D branch) takes binary cross-entropy
-    against the labelled pixels as a stand-in edge map (the step's cost does not depend on it)."""
+    against the labelled pixels as a stand-in edge map (the step's cost does not depend on it).
+    Per-image class scores (B, C) (EncNet's SE-loss branch) take binary cross-entropy against the
+    classes each image holds, as mmseg's EncHead (ignored pixels count for no class)."""
+    if logits.dim() == 2:
+        classes = logits.shape[1]
+        hits = torch.where(labels < classes, labels, classes).flatten(1)
+        present = torch.zeros(len(labels), classes + 1, device=logits.device).scatter_(1, hits, 1.0)[:, :classes]
+        return F.binary_cross_entropy_with_logits(logits, present.to(logits.dtype))
     if logits.shape[1] == 1:
         return F.binary_cross_entropy_with_logits(logits[:, 0], (labels != IGNORE_INDEX).to(logits.dtype))
     return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
@@ -112,7 +119,9 @@ def training_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) 
     losses = []
     for logits, weight, head in _head_outputs(model, features):
         target = head.training_labels(labels) if hasattr(head, "training_labels") else labels
-        losses.append(weight * head_loss(resize(logits, tuple(target.shape[-2:]), align_corners), target))
+        if logits.dim() == 4:
+            logits = resize(logits, tuple(target.shape[-2:]), align_corners)
+        losses.append(weight * head_loss(logits, target))
     return sum(losses)
 
 

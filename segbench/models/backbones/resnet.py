@@ -9,6 +9,8 @@ and dilations 1,1,2,4, output stride 16 strides 1,2,2,1 and dilations 1,1,1,2.
 defaults it to False but every ResNet config sets it True, so segbench defaults to True.
 `multi_grid` (last stage only) replaces that stage's dilations outright: mmseg's `mg124` at
 output stride 16 gives 1, 2, 4, not the paper's 2, 4, 8.
+`dilations` replaces the output stride's dilations: FastFCN's `r50-d32` keeps D8's (1, 1, 2, 4)
+at strides (1, 2, 2, 2).
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class ResNet(nn.Module):
         output_stride: int = 8,
         contract_dilation: bool = True,
         multi_grid: tuple[int, ...] | None = None,
+        dilations: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
         if depth not in _DEPTHS:
@@ -110,7 +113,8 @@ class ResNet(nn.Module):
             raise ValueError(f"output_stride must be one of {sorted(_OUTPUT_STRIDES)}, got {output_stride}")
         kind, num_blocks = _DEPTHS[depth]
         block = BasicBlock if kind == "basic" else Bottleneck
-        strides, dilations = _OUTPUT_STRIDES[output_stride]
+        strides, stride_dilations = _OUTPUT_STRIDES[output_stride]
+        dilations = dilations or stride_dilations
         if deep_stem:
             self.stem = nn.Sequential(
                 nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
