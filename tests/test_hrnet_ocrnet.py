@@ -4,17 +4,23 @@ object-context attention against a hand count."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mmseg_reference import PARAMS, REFERENCE, assert_matches_mmseg, logits_on_a_random_image
+from segbench.build import build_model
 from segbench.complexity import count_macs
+from segbench.errors import SegbenchError
+from segbench.manifest import load_manifest
 from segbench.models import architecture_builder
 from segbench.models.ocrnet import OCRHead
 from segbench.models.segmentor import CascadeDecodeHeads
 from segbench.training import training_outputs
+
+ZOO = Path(__file__).resolve().parent.parent / "zoo"
 
 # mmsegmentation config -> (segbench architecture, builder arguments)
 CONFIGS = {
@@ -144,3 +150,14 @@ def test_object_context_macs_equal_the_hand_count():
     normalized = p * c + p * (o + o) + k * (o + o) + k * o + p * c + p * c  # every BN's output elements
     assert macs["fvcore_by_operator"]["matmul"] == products
     assert macs["thop"] == convs + 4 * normalized
+
+
+def test_an_unknown_variant_is_one_line_naming_the_field(tmp_path):
+    manifest = tmp_path / "mine.yaml"
+    entry = (ZOO / "hrnet.yaml").read_text().split("- Name: fcn_hr18_4xb2-40k")[0].replace("variant: w18s", "variant: w32")
+    manifest.write_text(entry)
+    (spec,) = load_manifest(manifest)
+    with pytest.raises(SegbenchError) as error:
+        build_model(spec)
+    message = str(error.value)
+    assert "\n" not in message and "mine.yaml" in message and "Build.kwargs" in message and "'w32'" in message

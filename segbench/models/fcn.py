@@ -45,7 +45,9 @@ class FCNHead(nn.Module):
         self.convs = nn.Sequential(
             *(ConvBNReLU(cin, channels, kernel_size, padding=padding, dilation=dilation) for cin in widths[:-1])
         ) if num_convs else nn.Identity()  # fmt: skip
-        self.conv_cat = ConvBNReLU(in_channels + channels, channels, kernel_size, padding=kernel_size // 2) if concat_input else None
+        self.conv_cat = (
+            ConvBNReLU(in_channels + channels, channels, kernel_size, padding=kernel_size // 2) if concat_input else None
+        )
         self.dropout = nn.Dropout2d(dropout)
         self.conv_seg = nn.Conv2d(channels, num_classes, 1)
 

@@ -28,4 +28,5 @@ def hrnet_fcn_head(backbone: HRNet, num_classes: int, *, align_corners: bool) ->
 def fcn_hrnet(*, variant: str = "w18", num_classes: int = 19, align_corners: bool = False) -> EncoderDecoder:
     """FCN on HRNetV2-`variant` (w18s = W18-Small, w18, w48): logits at stride 4, no auxiliary head."""
     backbone = hrnet_backbone(variant)
-    return EncoderDecoder(backbone, hrnet_fcn_head(backbone, num_classes, align_corners=align_corners), align_corners=align_corners)
+    head = hrnet_fcn_head(backbone, num_classes, align_corners=align_corners)
+    return EncoderDecoder(backbone, head, align_corners=align_corners)

@@ -14,7 +14,7 @@ from torch import nn
 
 from segbench.layers import ConvBNReLU, head_input
 from segbench.models.backbones.resnet import ResNet
-from segbench.models.fcn import FCNHead, auxiliary_fcn_head
+from segbench.models.fcn import FCNHead
 from segbench.models.hrnet import hrnet_backbone, hrnet_fcn_head
 from segbench.models.registry import register_architecture
 from segbench.models.segmentor import CascadeDecodeHeads, EncoderDecoder
@@ -100,6 +100,6 @@ def ocrnet_resnet(*, depth: int = 101, num_classes: int = 19, align_corners: boo
     """OCRNet on a dilated ResNetV1c (output stride 8): mmseg's `ocrnet_r101-d8`. The FCN head (256
     wide) reads stage 3, OCR stage 4, both with dropout 0.1; logits at stride 8."""
     backbone = ResNet(depth)
-    fcn: FCNHead = auxiliary_fcn_head(backbone, 256, num_classes)
+    fcn = FCNHead(backbone.out_channels[2], 256, num_classes, in_index=2, num_convs=1, concat_input=False)
     ocr = OCRHead(backbone.out_channels[3], 512, 256, num_classes, in_index=3, dropout=0.1, align_corners=align_corners)
     return EncoderDecoder(backbone, CascadeDecodeHeads(fcn, ocr), align_corners=align_corners)

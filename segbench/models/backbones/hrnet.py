@@ -102,7 +102,8 @@ class HRNet(nn.Module):
         for stage in (2, 3, 4):
             widths = [width * 2**i for i in range(stage)]
             self.add_module(f"transition{stage - 1}", self._transition(previous, widths))
-            self.add_module(f"stage{stage}", nn.Sequential(*(HRModule(widths, blocks[stage - 1]) for _ in range(modules[stage - 1]))))
+            hr_modules = (HRModule(widths, blocks[stage - 1]) for _ in range(modules[stage - 1]))
+            self.add_module(f"stage{stage}", nn.Sequential(*hr_modules))
             previous = widths
         self.out_channels = previous
 
@@ -122,7 +123,8 @@ class HRNet(nn.Module):
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.relu(self.bn2(self.conv2(x)))
         ys = [self.layer1(x)]
-        for transition, stage in ((self.transition1, self.stage2), (self.transition2, self.stage3), (self.transition3, self.stage4)):
+        stages = ((self.transition1, self.stage2), (self.transition2, self.stage3), (self.transition3, self.stage4))
+        for transition, stage in stages:
             # mmseg feeds every transition that exists from the lowest branch (only new branches, and
             # stage 1's single output, have one here)
             ys = stage([ys[i] if t is None else t(ys[-1]) for i, t in enumerate(transition)])
