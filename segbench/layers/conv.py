@@ -65,6 +65,15 @@ def resize(x: torch.Tensor, size: tuple[int, int], align_corners: bool) -> torch
     return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
 
 
+def head_input(features: list[torch.Tensor], in_index: int | tuple[int, ...], align_corners: bool) -> torch.Tensor:
+    """What a decode head reads: one level, or for a tuple of levels mmseg's 'resize_concat' (each
+    resized to the first one's size, concatenated over channels), as HRNet's heads use."""
+    if isinstance(in_index, int):
+        return features[in_index]
+    size = tuple(features[in_index[0]].shape[-2:])
+    return torch.cat([resize(features[i], size, align_corners) for i in in_index], dim=1)
+
+
 class ConvNoNorm(nn.Module):
     """Conv without normalization, optionally followed by ReLU: mmcv's ConvModule with norm_cfg=None
     (key `conv.*`; its bias is on unless the config turns it off)."""

@@ -2,8 +2,9 @@
 
 from segbench.models import (  # noqa: F401  (registration)
     ann, apcnet, bisenetv1, bisenetv2, ccnet, cgnet, company_dfnet, danet, ddrnet, deeplabv3, deeplabv3plus, dmnet,
-    dnl, emanet, encnet, erfnet, fast_scnn, fastfcn, fcn, fpn, gcnet, icnet, isanet, lraspp, mobilenet_v2,
-    nonlocal_net, pidnet, point_rend, psanet, pspnet, resnest, segformer, sfnet, stdc, swin_upernet, unet, upernet,
+    dnl, emanet, encnet, erfnet, fast_scnn, fastfcn, fcn, fpn, gcnet, hrnet, icnet, isanet, lraspp, mobilenet_v2,
+    nonlocal_net, ocrnet, pidnet, point_rend, psanet, pspnet, resnest, segformer, sfnet, stdc, swin_upernet, unet,
+    upernet,
 )
 from segbench.models.registry import architecture_builder, list_architectures, register_architecture
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segbench.layers import ConvBNReLU
+from segbench.layers import ConvBNReLU, head_input
 from segbench.models.registry import register_architecture
 from segbench.models.backbones.resnet import ResNet
 from segbench.models.segmentor import EncoderDecoder
@@ -19,6 +19,8 @@ class FCNHead(nn.Module):
     """`num_convs` 3x3 ConvBNReLU on one backbone level, optionally concatenated with its input.
 
     `dilation` applies to the stacked convs only; the concat conv stays undilated, as in mmseg.
+    A tuple `in_index` reads those levels resized to the first and concatenated (HRNet's heads,
+    with `kernel_size` 1).
     """
 
     def __init__(
@@ -27,24 +29,30 @@ class FCNHead(nn.Module):
         channels: int,
         num_classes: int,
         *,
-        in_index: int = -1,
+        in_index: int | tuple[int, ...] = -1,
+        kernel_size: int = 3,
         num_convs: int = 2,
         concat_input: bool = True,
         dilation: int = 1,
         dropout: float = 0.1,
+        align_corners: bool = False,
     ) -> None:
         super().__init__()
         self.in_index = in_index
+        self.align_corners = align_corners
         widths = [in_channels] + [channels] * num_convs
+        padding = kernel_size // 2 * dilation
         self.convs = nn.Sequential(
-            *(ConvBNReLU(cin, channels, 3, padding=dilation, dilation=dilation) for cin in widths[:-1])
+            *(ConvBNReLU(cin, channels, kernel_size, padding=padding, dilation=dilation) for cin in widths[:-1])
         ) if num_convs else nn.Identity()  # fmt: skip
-        self.conv_cat = ConvBNReLU(in_channels + channels, channels, 3, padding=1) if concat_input else None
+        self.conv_cat = (
+            ConvBNReLU(in_channels + channels, channels, kernel_size, padding=kernel_size // 2) if concat_input else None
+        )
         self.dropout = nn.Dropout2d(dropout)
         self.conv_seg = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        x = features[self.in_index]
+        x = head_input(features, self.in_index, self.align_corners)
         out = self.convs(x)
         if self.conv_cat is not None:
             out = self.conv_cat(torch.cat([x, out], dim=1))

@@ -63,3 +63,24 @@ class AuxiliaryHeads(nn.ModuleList):
 
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         return [head(features) for head in self]
+
+
+class CascadeDecodeHeads(nn.ModuleList):
+    """mmsegmentation's CascadeEncoderDecoder as a decode head (keys `decode_head.0.*`, `decode_head.1.*`):
+    the second head reads the backbone features and the first head's logits (OCRNet: the FCN head's
+    coarse classes locate the object regions). Both run at inference, so both count as inference.
+
+    In train mode it returns both heads' logits, weighted by `loss_weights` as mmseg's configs (0.4,
+    1.0), and runs the first head twice as mmseg's training step does: once for its own loss, once
+    more as the second head's input ("forward test again" in mmseg's cascade segmentor).
+    """
+
+    def __init__(self, first: nn.Module, second: nn.Module, loss_weights: tuple[float, float] = (0.4, 1.0)) -> None:
+        super().__init__([first, second])
+        self.loss_weights = loss_weights
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        first, second = self
+        if not self.training:
+            return second(features, first(features))
+        return first(features), second(features, first(features))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segbench.models.backbones.resnet import BasicBlock, _stage
+from segbench.models.backbones.resnet import BasicBlock, resnet_layer
 
 # version -> the stages: (name, width, blocks, first stride), and which three stage outputs return
 _STAGES = {
@@ -42,7 +42,7 @@ class DFNet(nn.Module):
         self.stage_names = [name for name, *_ in stages]
         in_channels = 64
         for name, width, blocks, stride in stages:
-            self.add_module(name, _stage(BasicBlock, in_channels, width, blocks, stride, 1, False, None))
+            self.add_module(name, resnet_layer(BasicBlock, in_channels, width, blocks, stride, 1, False, None))
             in_channels = width
         self.out_channels = [dict((name, width) for name, width, *_ in stages)[name] for name in self.returned]
 

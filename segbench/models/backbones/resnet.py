@@ -73,16 +73,18 @@ def block_dilations(num_blocks: int, dilation: int, contract_dilation: bool, mul
     return [first] + [dilation] * (num_blocks - 1)
 
 
-def _stage(
+def resnet_layer(
     block: type[BasicBlock] | type[Bottleneck],
     inplanes: int,
     planes: int,
     num_blocks: int,
-    stride: int,
-    dilation: int,
-    contract_dilation: bool,
-    multi_grid: tuple[int, ...] | None,
+    stride: int = 1,
+    dilation: int = 1,
+    contract_dilation: bool = False,
+    multi_grid: tuple[int, ...] | None = None,
 ) -> nn.Sequential:
+    """mmseg's ResLayer: the first block strides and takes the 1x1 conv + BN shortcut where the shape
+    changes (also HRNet's stage 1 and its branches)."""
     out_planes = planes * block.expansion
     downsample = None
     if stride != 1 or inplanes != out_planes:
@@ -132,7 +134,7 @@ class ResNet(nn.Module):
         for i, (n, s, d) in enumerate(zip(num_blocks, strides, dilations)):
             planes = 64 * 2**i
             grid = multi_grid if i == 3 else None
-            self.add_module(f"layer{i + 1}", _stage(block, inplanes, planes, n, s, d, contract_dilation, grid))
+            self.add_module(f"layer{i + 1}", resnet_layer(block, inplanes, planes, n, s, d, contract_dilation, grid))
             inplanes = planes * block.expansion
             self.out_channels.append(inplanes)
 
