@@ -34,9 +34,9 @@ import torch
 from torch import nn
 
 from segbench.inference import InferenceSettings, forward_sizes
+from segbench.records import CROSS_CHECK_TOLERANCE
 from segbench.models.segmentor import training_only_prefixes
 
-CROSS_CHECK_TOLERANCE = 0.01
 """fvcore and the primary count may differ this much (fvcore adds estimates for norms, resizes)."""
 
 # Ops whose work dominates a network: fvcore skipping one means its total is wrong, not rough.

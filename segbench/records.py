@@ -21,6 +21,8 @@ from segbench.tempfiles import owned_temp_file, remove_abandoned
 
 SCHEMA_VERSION = 1
 FAILED_SUFFIX = ".failed.json"
+CROSS_CHECK_TOLERANCE = 0.01
+"""fvcore or thop may differ this much from the primary MACs count before the record and page say where."""
 MEASUREMENTS = ("latency", "macs", "memory", "miou", "params", "training")
 """What a sweep can measure (`--measure`); `settings.measure` lists what was asked for, so a section
 a record lacks for that reason is intended, not missing. mIoU needs a dataset as well."""

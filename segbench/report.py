@@ -23,7 +23,7 @@ from segbench import PROJECT_ROOT
 from segbench.errors import SegbenchError, one_line
 from segbench.formatting import fixed
 from segbench.manifest import BUILTIN_WEIGHTS, ModelSpec, load_zoo
-from segbench.records import is_demo_accuracy, iter_records, macs_per_image
+from segbench.records import CROSS_CHECK_TOLERANCE, is_demo_accuracy, iter_records, macs_per_image
 from segbench.stats import latency_summary
 from segbench.validity import validity_of
 
@@ -37,6 +37,7 @@ _RECORD_COLUMNS = ("hardware", "device_name", "record", "measured_size", "images
                    "train_mem_reserved_gb", "energy_j_per_image", "sm_clock_before", "sm_clock_after", "gpu_warnings", "load_1min")  # fmt: skip
 _RECORD_COLUMNS += ("validity", "validity_failures")  # validity.verdict: VALID, INVALID or not applicable
 _RECORD_COLUMNS += ("shared_from",)  # the model whose measurement a record copied (records.SHARED_SECTIONS)
+_RECORD_COLUMNS += ("gmacs_forward", "macs_fvcore_ratio", "macs_thop_ratio", "macs_fvcore_differs_in")  # the counters apart
 _STAGES = ("preprocess", "forward", "postprocess")
 MEASURED_DATASET = "Cityscapes"
 """The dataset of every mIoU segbench measures (cityscapes.py); other datasets' numbers are reported ones."""
@@ -95,6 +96,7 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
     if "macs" in record:
         per_image, thop = macs_per_image(record), record["macs"].get("thop")
         row.update(gmacs=per_image / 1e9 if per_image is not None else None, gmacs_thop=thop / 1e9 if thop is not None else None)
+        row.update(_counter_columns(record["macs"]))
     if "latency" in record:
         latency = record["latency"]
         stats = latency_summary(latency["samples"])
@@ -146,6 +148,24 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
             eval_demo=demo,
         )
     return row
+
+
+def _counter_columns(macs: dict[str, Any]) -> dict[str, Any]:
+    """fvcore's and thop's counts over the primary (FlopCounterMode) one, and the operator groups fvcore counts
+    differently; nothing for records counted before the primary existed, or without a cross-check."""
+    primary = macs.get("flop_counter_macs")
+    if not primary:
+        return {}
+    ratios = {f"macs_{counter}_ratio": macs[counter] / primary for counter in ("fvcore", "thop") if counter in macs}
+    groups = "; ".join(
+        f"{g['operators']}: fvcore {_fixed(g['fvcore'] / 1e9, 3)} G, primary {_fixed(g['flop_counter_macs'] / 1e9, 3)} G"
+        for g in macs.get("operators_differing", [])
+    )
+    return {"gmacs_forward": primary / 1e9, **ratios, "macs_fvcore_differs_in": groups or None}
+
+
+def _counters_disagree(row: dict[str, Any]) -> bool:
+    return any(row[key] is not None and abs(row[key] - 1) > CROSS_CHECK_TOLERANCE for key in ("macs_fvcore_ratio", "macs_thop_ratio"))
 
 
 def _median_ms(samples: list[float] | None) -> float | None:
@@ -310,6 +330,7 @@ def render_markdown(frame: pd.DataFrame, template: str | Path | None = None) -> 
             classes=per_class[0]["classes"] if per_class else [],
             per_class=per_class,
             summary=sorted(measured, key=_summary_order),
+            disagreements=[r for r in sorted(measured, key=lambda r: r["order"]) if _counters_disagree(r)],
             families=families,
             failures=[r for r in records if r["status"] == "failed"],
             hardware=dict(sorted(hardware.items())),

@@ -417,3 +417,31 @@ def test_a_reported_miou_is_shown_with_its_dataset_and_never_ranked_or_diffed_ac
     row = load_frame(out / "results", zoo).set_index("model").loc["ade_small_8xb2-160k_ade20k-512x512"]
     assert row["miou_dataset"] == "Cityscapes" and row["miou_measured"] == record["accuracy"]["miou"]
     assert row["miou_reported"] == 44.0 and math.isnan(row["miou_diff"])
+
+
+def test_the_page_lists_and_explains_where_the_mac_counters_disagree(toy_zoo, tmp_path):
+    """Records whose fvcore or thop count is more than 1% from the primary get a row with both ratios and the
+    operator groups fvcore counts differently; records whose counters agree within 1% get none."""
+    base = {
+        "schema_version": 1, "status": "ok", "family": "toy", "collection": "Toy",
+        "environment": {"hardware": "cpu-x", "device_type": "cpu", "cpu": "x", "torch": "2.13.0", "date": "2026-11-30"},
+        "settings": {"input_size": [64, 64], "images": 3, "warmup": 1, "batch_size": 1, "dtype": "float32",
+                     "input": "synthetic", "weights": "random-init"},
+        "params": {"inference": 10, "total": 10}, "latency": {"unit": "s", "samples": [0.01] * 3},
+        "memory": {"measured": False},
+    }  # fmt: skip
+    attention = {"operators": "matrix products and attention", "flop_counter_macs": 2 * 10**8, "fvcore": 0,
+                 "flop_counter_by_operator": {"aten.bmm": 2 * 10**8}, "fvcore_by_operator": {}}  # fmt: skip
+    macs = {
+        "toy_a": {"per_forward": 10**9, "per_image": 10**9, "flop_counter_macs": 10**9, "fvcore": 8 * 10**8,
+                  "thop": 9 * 10**8, "operators_differing": [attention]},
+        "toy_b": {"per_forward": 10**9, "per_image": 10**9, "flop_counter_macs": 10**9, "fvcore": 1_005_000_000,
+                  "thop": 995_000_000},
+    }  # fmt: skip
+    for model, counts in macs.items():
+        write_record(tmp_path / "results" / "cpu-x" / f"{model}.json", base | {"model": model, "macs": counts})
+    page = render_markdown(load_frame(tmp_path / "results", toy_zoo))
+    section = page.split("## Where the MAC counters disagree")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| toy_")]
+    assert rows == ["| toy_a | `cpu-x` | 1.000 | 0.800 | 0.900 | matrix products and attention: fvcore 0.000 G, primary 0.200 G |"]
+    assert "thop counts per module" in section  # the explanation is on the page
