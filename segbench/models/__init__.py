@@ -2,7 +2,7 @@
 
 from segbench.models import (  # noqa: F401  (registration)
     bisenetv1, bisenetv2, cgnet, ddrnet, deeplabv3, deeplabv3plus, erfnet, fast_scnn, fcn, fpn, icnet, lraspp,
-    mobilenet_v2, pidnet, pspnet, segformer, stdc, unet, upernet,
+    mobilenet_v2, pidnet, pspnet, segformer, segmenter, setr, stdc, unet, upernet, vit_upernet,
 )
 from segbench.models.registry import architecture_builder, list_architectures, register_architecture
 
