@@ -142,7 +142,8 @@ class VisionTransformer(nn.Module):
             if i == len(self.layers) - 1 and self.ln1 is not None:
                 x = self.ln1(x)
             if i in self.out_indices:
-                outputs.append(tokens_to_map(x[:, 1:] if self.with_cls_token else x, grid))
+                tokens = x[:, 1:] if self.with_cls_token else x
+                outputs.append(tokens_to_map(tokens, grid).contiguous())  # as mmseg's: convs then pick the same kernels
         return outputs
 
 
