@@ -62,9 +62,7 @@ def test_layer_norm_eps_as_mmseg_configures_it():
     assert {m.eps for m in setr.modules() if isinstance(m, nn.LayerNorm)} == {1e-6}
 
 
-@pytest.mark.parametrize(
-    "decoder, stride", [("naive", 4), ("pup", 1), ("mla", 4)]
-)  # fmt: skip
+@pytest.mark.parametrize("decoder, stride", [("naive", 4), ("pup", 1), ("mla", 4)])
 def test_setr_logits_stride_per_decoder(decoder, stride):
     """Naive and MLA upsample the stride-16 tokens ×4, PUP ×2 four times (on the meta device)."""
     model = on_meta("setr_vit", decoder=decoder)
