@@ -3,8 +3,8 @@
 from segbench.models import (  # noqa: F401  (registration)
     ann, apcnet, bisenetv1, bisenetv2, ccnet, cgnet, company_dfnet, danet, ddrnet, deeplabv3, deeplabv3plus, dmnet,
     dnl, emanet, encnet, erfnet, fast_scnn, fastfcn, fcn, fpn, gcnet, hrnet, icnet, isanet, lraspp, mobilenet_v2,
-    nonlocal_net, ocrnet, pidnet, point_rend, psanet, pspnet, resnest, segformer, sfnet, stdc, swin_upernet, unet,
-    upernet,
+    nonlocal_net, ocrnet, pidnet, point_rend, psanet, pspnet, resnest, segformer, segmenter, setr, sfnet, stdc,
+    swin_upernet, unet, upernet, vit_upernet,
 )
 from segbench.models.registry import architecture_builder, list_architectures, register_architecture
 
