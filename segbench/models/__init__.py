@@ -4,6 +4,9 @@ from segbench.models import (  # noqa: F401  (registration)
     bisenetv1, bisenetv2, cgnet, ddrnet, deeplabv3, deeplabv3plus, erfnet, fast_scnn, fcn, fpn, icnet, lraspp,
     mobilenet_v2, pidnet, pspnet, segformer, stdc, unet, upernet,
 )
+from segbench.models import (  # noqa: F401  (registration: PaddleSeg's U-Net-style and light families)
+    attention_unet, segnet, unet_3plus, unet_paddle, unet_plusplus,
+)
 from segbench.models.registry import architecture_builder, list_architectures, register_architecture
 
 __all__ = ["architecture_builder", "list_architectures", "register_architecture"]
