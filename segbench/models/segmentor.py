@@ -17,10 +17,11 @@ AUXILIARY_PREFIX = "auxiliary_head."
 
 def training_only_prefixes(model: nn.Module) -> tuple[str, ...]:
     """Parameter-name prefixes of what only training runs: the auxiliary head and the decode
-    head's own training branches. The inference parameter count leaves these out."""
+    head's own training branches; also a model's `unused_prefixes` (layers a PaddleSeg model
+    builds and saves but its forward never runs). The inference parameter count leaves these out."""
     decode_head = getattr(model, "decode_head", None)
     branches = getattr(decode_head, "training_only", ())
-    return (AUXILIARY_PREFIX, *(f"decode_head.{name}." for name in branches))
+    return (AUXILIARY_PREFIX, *(f"decode_head.{name}." for name in branches), *getattr(model, "unused_prefixes", ()))
 
 
 class EncoderDecoder(nn.Module):
