@@ -62,23 +62,34 @@ class PaddleConvBNReLU(PaddleConvBN):
         return F.relu(super().forward(x))
 
 
-class PaddleConvBNPReLU(PaddleConvBN):
-    """PaddleSeg's `layers.ConvBNPReLU`: one PReLU slope per layer (`_prelu._act.weight`)."""
+class PaddlePReLU(nn.Module):
+    """Paddle's nn.PReLU: its slopes are the parameter `_weight` (one, or one per channel), 0.25 at first."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, **conv_kwargs) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, **conv_kwargs)
-        self._prelu = PaddleActivation(nn.PReLU())
+    def __init__(self, num_parameters: int = 1) -> None:
+        super().__init__()
+        self._weight = nn.Parameter(torch.full((num_parameters,), 0.25))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._prelu(super().forward(x))
+        return F.prelu(x, self._weight)
 
 
 class PaddleActivation(nn.Module):
-    """PaddleSeg's `layers.Activation` wrapper: the activation under `_act` (a PReLU's slope is `_act.weight`)."""
+    """PaddleSeg's `layers.Activation("prelu")` wrapper: the PReLU under `_act` (key `_act._weight`)."""
 
-    def __init__(self, act: nn.Module) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self._act = act
+        self._act = PaddlePReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._act(x)
+
+
+class PaddleConvBNPReLU(PaddleConvBN):
+    """PaddleSeg's `layers.ConvBNPReLU`: one PReLU slope per layer (`_prelu._act._weight`)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, **conv_kwargs) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, **conv_kwargs)
+        self._prelu = PaddleActivation()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._prelu(super().forward(x))
