@@ -74,18 +74,18 @@ class PaddlePReLU(nn.Module):
 
 
 class PaddleActivation(nn.Module):
-    """PaddleSeg's `layers.Activation("prelu")` wrapper: the PReLU under `_act` (key `_act._weight`)."""
+    """PaddleSeg's `layers.Activation("prelu")` wrapper: the PReLU under `act_func` (key `act_func._weight`)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._act = PaddlePReLU()
+        self.act_func = PaddlePReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._act(x)
+        return self.act_func(x)
 
 
 class PaddleConvBNPReLU(PaddleConvBN):
-    """PaddleSeg's `layers.ConvBNPReLU`: one PReLU slope per layer (`_prelu._act._weight`)."""
+    """PaddleSeg's `layers.ConvBNPReLU`: one PReLU slope per layer (`_prelu.act_func._weight`)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, **conv_kwargs) -> None:
         super().__init__(in_channels, out_channels, kernel_size, **conv_kwargs)

@@ -9,9 +9,8 @@ two separable convs, the last to the classes, and a resize to the input. Convs a
 the separable convs' depthwise half has no ReLU.
 
 PaddleSeg builds every stride-1 block with a `_depthwise_separable_0` that only stride-2 blocks
-run: its checkpoints carry those weights, so they are here, frozen and named in
-`unused_prefixes` (left out of the inference parameter count, as PaddleSeg's Params count
-leaves them out).
+run: its checkpoints carry those weights, so they are here, frozen and marked unused (left out
+of the inference parameter count, as PaddleSeg's Params count leaves them out).
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from torch import nn
 
 from segbench.layers.paddle_conv import PaddleConvBN, PaddleConvBNReLU
 from segbench.models.registry import register_architecture
+from segbench.models.segmentor import mark_unused
 
 
 class SeparableConvBNReLU(nn.Module):
@@ -72,12 +72,8 @@ class PPHumanSegLite(nn.Module):
         self.depthwise_separable0 = SeparableConvBNReLU(144, 64)
         self.depthwise_separable1 = SeparableConvBNReLU(82, 64)
         self.depthwise_separable2 = SeparableConvBNReLU(64, num_classes)
-        self.unused_prefixes = tuple(
-            f"{name}._depthwise_separable_0." for name, block in self.named_modules() if isinstance(block, InvertedResidual) and block.stride == 1
-        )
-        for name, parameter in self.named_parameters():
-            if name.startswith(self.unused_prefixes):
-                parameter.requires_grad_(False)
+        unused = (f"{name}._depthwise_separable_0." for name, block in self.named_modules() if getattr(block, "stride", None) == 1)
+        mark_unused(self, tuple(unused))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.conv_bn0(image)

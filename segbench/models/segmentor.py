@@ -24,6 +24,16 @@ def training_only_prefixes(model: nn.Module) -> tuple[str, ...]:
     return (AUXILIARY_PREFIX, *(f"decode_head.{name}." for name in branches), *getattr(model, "unused_prefixes", ()))
 
 
+def mark_unused(model: nn.Module, prefixes: tuple[str, ...]) -> None:
+    """Name the layers a model keeps only so that its checkpoints load (PaddleSeg builds and saves
+    some that its forward never runs) and freeze them: no step could train them, and the
+    inference parameter count leaves them out."""
+    model.unused_prefixes = prefixes
+    for name, parameter in model.named_parameters():
+        if name.startswith(prefixes):
+            parameter.requires_grad_(False)
+
+
 class EncoderDecoder(nn.Module):
     """mmsegmentation's `EncoderDecoder` module layout: `backbone`, `neck`, `decode_head`, `auxiliary_head`.
 
