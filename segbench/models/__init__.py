@@ -5,7 +5,7 @@ from segbench.models import (  # noqa: F401  (registration)
     mobilenet_v2, pidnet, pspnet, segformer, stdc, unet, upernet,
 )
 from segbench.models import (  # noqa: F401  (registration: PaddleSeg's U-Net-style and light families)
-    attention_unet, enet, espnetv1, espnetv2, hardnet, pp_humanseg_lite, segnet, u2net, unet_3plus, unet_paddle, unet_plusplus,
+    attention_unet, enet, espnetv1, espnetv2, hardnet, portraitnet, pp_humanseg_lite, segnet, u2net, unet_3plus, unet_paddle, unet_plusplus,
 )
 from segbench.models.registry import architecture_builder, list_architectures, register_architecture
 
