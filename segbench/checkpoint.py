@@ -1,5 +1,5 @@
-"""Checkpoints: local path or http(s) URL -> sha256 check -> torch.load(weights_only=True)
--> key adapter -> load_state_dict(strict=True).
+"""Checkpoints: local path or http(s) URL -> sha256 check -> torch.load(weights_only=True), or
+segbench.pdparams for PaddlePaddle's `.pdparams` -> key adapter -> load_state_dict(strict=True).
 
 The cache keeps each URL's file as `<cache>/<sha256(url)[:16]>/<file name>`: keyed by the whole
 URL, since PaddleSeg names every file `model.pdparams`. Downloads go to a temporary `.part` file
@@ -12,7 +12,8 @@ not a pin (2^32 tries forge it).
 
 torch before 2.10 can run code or corrupt memory while unpickling a crafted file even with
 weights_only=True, so there a checkpoint is read only when its full sha256 is pinned or the
-user says they trust it.
+user says they trust it. That gate does not apply to `.pdparams` files: segbench's own reader
+admits only numpy arrays and plain containers, whatever the torch version.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from torch import nn
 
 from segbench.errors import SegbenchError, located
+from segbench.pdparams import read_pdparams
 from segbench.tempfiles import owned_temp_file, remove_abandoned
 
 StateDict = dict[str, torch.Tensor]
@@ -114,7 +116,7 @@ def load_checkpoint(
     path = Path(source).expanduser()
     if not is_url and not path.is_file():
         raise SegbenchError(f"{located(source, model_name)}: no such checkpoint file; check the path or give a URL")
-    if not (trusted or torch_load_is_safe() or (sha256 and _FULL_SHA256.fullmatch(sha256))):
+    if not (trusted or _is_pdparams(source) or torch_load_is_safe() or (sha256 and _FULL_SHA256.fullmatch(sha256))):
         raise SegbenchError(
             f"{located(source, model_name, 'sha256')}: torch {torch.__version__} is older than 2.10, and its "
             "weights_only unpickler is no safe boundary for a crafted file (GHSA-53q9-r3pm-6pq6 / CVE-2025-32434: "
@@ -223,8 +225,19 @@ def _verify(digest: str, expected: str | None, file: str, model_name: str) -> No
         )
 
 
+def _is_pdparams(file: str) -> bool:
+    """Whether a path or URL names a PaddlePaddle weights file (by its suffix, as Paddle does)."""
+    url = urlparse(file)
+    name = unquote(url.path) if url.scheme in _URL_SCHEMES else file
+    return Path(name).suffix.lower() == ".pdparams"
+
+
 def _read_state_dict(path: Path, file: str, model_name: str) -> StateDict:
-    """torch.load with weights_only=True, unwrapping mmseg's {'meta', 'state_dict'} and torchvision's {'model'}."""
+    """A `.pdparams` file (by the suffix of `file`, the path or URL named) through segbench's
+    restricted reader; else torch.load with weights_only=True, unwrapping mmseg's
+    {'meta', 'state_dict'} and torchvision's {'model'}."""
+    if _is_pdparams(file):
+        return read_pdparams(path, file, model_name)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # zip, pickle and weights_only refusals all mean "cannot read this file"
@@ -301,3 +314,31 @@ _TORCHVISION_DEEPLABV3 = {
 @register_key_adapter("torchvision_deeplabv3")
 def torchvision_deeplabv3(state_dict: StateDict) -> StateDict:
     return _rename_prefixes(state_dict, _TORCHVISION_DEEPLABV3)
+
+
+_PADDLE_BN_STATISTICS = {"._mean": ".running_mean", "._variance": ".running_var"}
+
+
+@register_key_adapter("paddleseg")
+def paddleseg(state_dict: StateDict) -> StateDict:
+    """PaddleSeg's names and layouts -> PyTorch's, for segbench models built in PaddleSeg's layout.
+
+    BatchNorm statistics `<bn>._mean` / `<bn>._variance` become `running_mean` / `running_var`,
+    with a zero `num_batches_tracked` (Paddle keeps no count; eval never reads it). Every 2-D
+    `.weight` is taken for a Linear layer's, which Paddle stores [in, out], and is transposed.
+    Limits: an nn.Embedding weight (2-D in both frameworks, not transposed) would be transposed
+    wrongly, and a square Linear weight loads either way round, so strict loading cannot catch a
+    model that breaks these rules; a Paddle `_mean` that is not a BatchNorm's is renamed too.
+    """
+    adapted = {}
+    for key, value in state_dict.items():
+        suffix = next((old for old in _PADDLE_BN_STATISTICS if key.endswith(old)), None)
+        if suffix is not None:
+            prefix = key[: -len(suffix)]
+            adapted[prefix + _PADDLE_BN_STATISTICS[suffix]] = value
+            adapted.setdefault(prefix + ".num_batches_tracked", torch.zeros((), dtype=torch.long))
+        elif key.endswith(".weight") and value.dim() == 2:
+            adapted[key] = value.t().contiguous()
+        else:
+            adapted[key] = value
+    return adapted

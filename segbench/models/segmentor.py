@@ -16,19 +16,21 @@ AUXILIARY_PREFIX = "auxiliary_head."
 
 
 def training_only_prefixes(model: nn.Module) -> tuple[str, ...]:
-    """Parameter-name prefixes of what only training runs: the auxiliary head and the decode
-    head's own training branches; also a model's `unused_prefixes` (layers a PaddleSeg model
-    builds and saves but its forward never runs). The inference parameter count leaves these out."""
+    """Parameter-name prefixes of what only training runs: the auxiliary head, the decode
+    head's own training branches, and what a model outside EncoderDecoder (PaddleSeg's layout)
+    names in its own `training_only`. The inference parameter count leaves these out."""
     decode_head = getattr(model, "decode_head", None)
     branches = getattr(decode_head, "training_only", ())
-    return (AUXILIARY_PREFIX, *(f"decode_head.{name}." for name in branches), *getattr(model, "unused_prefixes", ()))
+    own = getattr(model, "training_only", ())
+    return (AUXILIARY_PREFIX, *(f"decode_head.{name}." for name in branches), *(f"{name}." for name in own))
 
 
-def mark_unused(model: nn.Module, prefixes: tuple[str, ...]) -> None:
+def mark_unused(model: nn.Module, names: tuple[str, ...]) -> None:
     """Name the layers a model keeps only so that its checkpoints load (PaddleSeg builds and saves
-    some that its forward never runs) and freeze them: no step could train them, and the
-    inference parameter count leaves them out."""
-    model.unused_prefixes = prefixes
+    some that its forward never runs) in its `training_only`, so that the inference parameter
+    count leaves them out, and freeze them: no training step reaches them either."""
+    model.training_only = names
+    prefixes = tuple(f"{name}." for name in names)
     for name, parameter in model.named_parameters():
         if name.startswith(prefixes):
             parameter.requires_grad_(False)
