@@ -40,8 +40,9 @@ def upsample2x(x: torch.Tensor) -> torch.Tensor:
 
 def same_avg_pool(x: torch.Tensor) -> torch.Tensor:
     """Paddle's avg_pool2d(kernel 3, stride 2, padding='same'), padding excluded from each mean."""
-    ones = torch.ones_like(x[:1, :1])
-    return F.avg_pool2d(same_padding(x, 3, 2), 3, 2) / F.avg_pool2d(same_padding(ones, 3, 2), 3, 2)
+    sums = F.avg_pool2d(same_padding(x, 3, 2), 3, 2, divisor_override=1)
+    counts = F.avg_pool2d(same_padding(torch.ones_like(x[:1, :1]), 3, 2), 3, 2, divisor_override=1)
+    return sums / counts
 
 
 class BNPReLU(nn.Module):
