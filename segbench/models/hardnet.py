@@ -93,7 +93,9 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, in_channels: int, skip_channels: list[int], growth_rates, multiplier: float, n_layers, align_corners: bool) -> None:
+    def __init__(
+        self, in_channels: int, skip_channels: list[int], growth_rates, multiplier: float, n_layers, align_corners: bool
+    ) -> None:
         super().__init__()
         self.align_corners = align_corners
         self.dense_blocks_up = nn.ModuleList()
@@ -138,7 +140,8 @@ class HarDNet(nn.Module):
             PaddleConvBNReLU(s[2], s[3], 3, bias=False),
         )
         self.encoder = Encoder(s[3], ch_list, growth_rates, multiplier, n_layers)
-        self.decoder = Decoder(self.encoder.out_channels, self.encoder.skip_channels, growth_rates, multiplier, n_layers, align_corners)
+        encoder = self.encoder
+        self.decoder = Decoder(encoder.out_channels, encoder.skip_channels, growth_rates, multiplier, n_layers, align_corners)
         self.cls_head = nn.Conv2d(self.decoder.out_channels, num_classes, 1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

@@ -44,7 +44,9 @@ class ResidualBlock(nn.Module):
             nn.Conv2d(out_channels, out_channels, 3, padding=1, groups=out_channels, bias=False), bn(out_channels), nn.ReLU(),
             nn.Conv2d(out_channels, out_channels, 1, bias=False), bn(out_channels),
         )  # fmt: skip
-        self.residual = None if in_channels == out_channels else nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), bn(out_channels))
+        self.residual = None
+        if in_channels != out_channels:
+            self.residual = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), bn(out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.residual is None else self.residual(x)
