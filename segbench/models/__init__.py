@@ -6,6 +6,9 @@ from segbench.models import (  # noqa: F401  (registration)
     nonlocal_net, ocrnet, pidnet, point_rend, psanet, pspnet, resnest, segformer, segmenter, setr, sfnet, stdc,
     swin_upernet, unet, upernet, vit_upernet,
 )
+from segbench.models import (  # noqa: F401  (registration: PaddleSeg's U-Net-style and light families)
+    attention_unet, enet, espnetv1, espnetv2, hardnet, portraitnet, pp_humanseg_lite, segnet, u2net, unet_3plus, unet_paddle, unet_plusplus,
+)
 from segbench.models.registry import architecture_builder, list_architectures, register_architecture
 
 __all__ = ["architecture_builder", "list_architectures", "register_architecture"]

@@ -25,6 +25,17 @@ def training_only_prefixes(model: nn.Module) -> tuple[str, ...]:
     return (AUXILIARY_PREFIX, *(f"decode_head.{name}." for name in branches), *(f"{name}." for name in own))
 
 
+def mark_unused(model: nn.Module, names: tuple[str, ...]) -> None:
+    """Name the layers a model keeps only so that its checkpoints load (PaddleSeg builds and saves
+    some that its forward never runs) in its `training_only`, so that the inference parameter
+    count leaves them out, and freeze them: no training step reaches them either."""
+    model.training_only = names
+    prefixes = tuple(f"{name}." for name in names)
+    for name, parameter in model.named_parameters():
+        if name.startswith(prefixes):
+            parameter.requires_grad_(False)
+
+
 class EncoderDecoder(nn.Module):
     """mmsegmentation's `EncoderDecoder` module layout: `backbone`, `neck`, `decode_head`, `auxiliary_head`.
 
