@@ -45,14 +45,20 @@ _HEAVY_OP = re.compile(r"conv|linear|matmul|mm$|einsum|attention|dot|mv$")
 
 def count_params(model: nn.Module) -> dict[str, int]:
     """Parameters of the whole model and of the inference graph (auxiliary heads and a decode
-    head's training-only branches excluded)."""
+    head's training-only branches excluded), and the BatchNorm running statistics of the inference
+    graph: PaddleSeg's published Params(M) count those too (Paddle keeps them as parameters)."""
     training_only = training_only_prefixes(model)
     total = inference = 0
     for name, p in model.named_parameters():
         total += p.numel()
         if not name.startswith(training_only):
             inference += p.numel()
-    return {"total": total, "inference": inference}
+    norm_statistics = sum(
+        m.running_mean.numel() + m.running_var.numel()
+        for name, m in model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None and not name.startswith(training_only)
+    )
+    return {"total": total, "inference": inference, "norm_statistics": norm_statistics}
 
 
 def _counting_copy(model: nn.Module, device: torch.device | str) -> nn.Module:

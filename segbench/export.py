@@ -35,6 +35,7 @@ COLUMNS = {
     "miou_ms_flip_reported": "miou_ms_flip_reported",
     "miou_ms_flip_measured": "miou_ms_flip_measured",
     "params_m": "params_m",
+    "params_counts_norm_statistics": "params_include_bn_statistics",
     "gmacs": "macs_g",
     "latency_median_ms": "latency_median_ms",
     "latency_p90_ms": "latency_p90_ms",

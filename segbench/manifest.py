@@ -258,6 +258,12 @@ class ModelSpec:
         reports one (segbench measures Cityscapes), else its first (an ADE20K-only model's)."""
         return self.reported_on("Cityscapes") or (self.reported[0] if self.reported else None)
 
+    @property
+    def params_count_norm_statistics(self) -> bool:
+        """PaddleSeg's entries: its published Params(M) count BatchNorm statistics, so the page does too."""
+        reported = self.headline_result
+        return bool(reported and reported.source.startswith("PaddleSeg"))
+
     def spec_hash(self) -> str:
         """Identity of what gets measured: build, test settings and weights — not reported numbers."""
         payload = {"build": self.build.as_dict(), "test": self.test.as_dict(), "weights": self.weights}

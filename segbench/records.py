@@ -136,6 +136,7 @@ _FAILED = [("error.kind", _text, _TEXT), ("error.message", _text, _TEXT)]
 _OK = [
     ("params.inference", _count, _COUNT),
     ("params.total", _count, _COUNT),
+    ("params.norm_statistics", _optional(_count), "an integer >= 0 or null"),
     ("macs.fvcore", _optional(lambda v: _number(v) and v >= 0), "a number >= 0 or null (fvcore not installed)"),
     ("macs.thop", _optional(lambda v: _number(v) and v >= 0), "a number >= 0 or null (thop not installed)"),
     ("macs.flop_counter_macs", _optional(lambda v: _number(v) and v >= 0), "a number >= 0 or null"),

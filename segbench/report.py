@@ -36,6 +36,7 @@ _RECORD_COLUMNS = ("hardware", "device_name", "record", "measured_size", "images
                    "latency_events_ms", "stage_clock", "preprocess_ms", "forward_ms", "postprocess_ms", "memory_reserved_mb",
                    "train_mem_reserved_gb", "energy_j_per_image", "sm_clock_before", "sm_clock_after", "gpu_warnings", "load_1min")  # fmt: skip
 _RECORD_COLUMNS += ("validity", "validity_failures")  # validity.verdict: VALID, INVALID or not applicable
+_RECORD_COLUMNS += ("params_norm_statistics_m",)  # BatchNorm statistics of the inference graph (PaddleSeg counts them)
 _RECORD_COLUMNS += ("shared_from",)  # the model whose measurement a record copied (records.SHARED_SECTIONS)
 _RECORD_COLUMNS += ("gmacs_forward", "macs_fvcore_ratio", "macs_thop_ratio", "macs_fvcore_differs_in")  # the counters apart
 _STAGES = ("preprocess", "forward", "postprocess")
@@ -62,6 +63,7 @@ def _spec_columns(spec: ModelSpec, order: int) -> dict[str, Any]:
         "miou_source": reported.source if reported else None,
         "miou_reported_dataset": reported.dataset if reported else None,
         "train_mem_gb": spec.train_memory_gb,
+        "params_convention_norm_statistics": spec.params_count_norm_statistics,
         "config": spec.config,
         "weights": None if spec.builtin_weights else spec.weights,  # a link to the file; builtin ones have none
     }
@@ -92,7 +94,9 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
         return row
     # A section the record lacks was left out by --measure (settings.measure): blank on the page, not a failure.
     if "params" in record:
-        row.update(params_m=record["params"]["inference"] / 1e6, params_total_m=record["params"]["total"] / 1e6)
+        params = record["params"]
+        row.update(params_m=params["inference"] / 1e6, params_total_m=params["total"] / 1e6,
+                   params_norm_statistics_m=params["norm_statistics"] / 1e6 if params.get("norm_statistics") is not None else None)  # fmt: skip
     if "macs" in record:
         per_image, thop = macs_per_image(record), record["macs"].get("thop")
         row.update(gmacs=per_image / 1e9 if per_image is not None else None, gmacs_thop=thop / 1e9 if thop is not None else None)
@@ -205,6 +209,10 @@ def load_frame(results_dir: str | Path, zoo_dir: str | Path, models: Collection[
     frame["miou"] = frame["miou_measured"].where(measured, frame["miou_reported"])
     frame["miou_dataset"] = frame["miou_reported_dataset"].where(~measured, MEASURED_DATASET).where(frame["miou"].notna())
     frame["miou_is_measured"] = measured
+    # PaddleSeg's entries count params as PaddleSeg publishes them (BatchNorm statistics in), where the record has them
+    counted = frame["params_convention_norm_statistics"].fillna(False).astype(bool) & frame["params_norm_statistics_m"].notna()
+    frame["params_m"] = frame["params_m"].where(~counted, frame["params_m"] + frame["params_norm_statistics_m"])
+    frame["params_counts_norm_statistics"] = counted
     return frame.sort_values(["order", "hardware"], na_position="last", kind="stable").reset_index(drop=True)
 
 

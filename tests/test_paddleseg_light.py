@@ -4,6 +4,8 @@ PaddleSeg's do, and the Paddle behaviours they rely on match hand computations."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -119,3 +121,36 @@ def test_unet_classifier_is_saved_twice_but_counted_once():
     model = architecture_builder("unet_paddleseg")(num_classes=19)
     state = model.state_dict()
     assert state["cls.weight"].data_ptr() == state["conv.weight"].data_ptr()
+
+
+@pytest.mark.parametrize(
+    "entry, config",
+    [("sfnet_resnet18_os8_cityscapes_1024x1024_80k", "sfnet_resnet18_os8_cityscapes_1024x1024_80k"),
+     ("hardnet_cityscapes_1024x1024_160k", "hardnet_cityscapes_1024x1024_160k"),
+     ("unet_cityscapes_1024x512_160k", "unet_cityscapes_1024x512_160k"),
+     ("human_pp_humansegv1_lite_192x192", "pp_humanseg_lite_mini_supervisely")],
+)  # fmt: skip
+def test_paddleseg_entries_show_params_as_paddleseg_publishes_them(entry, config, tmp_path):
+    """PaddleSeg's Params(M) count BatchNorm statistics (its params_inference in the reference, built by Paddle):
+    a PaddleSeg entry's page row shows inference parameters + the BN statistics of the inference graph, marked."""
+    from segbench.build import build_model
+    from segbench.complexity import count_params
+    from segbench.formatting import fixed
+    from segbench.manifest import load_zoo
+    from segbench.records import write_record
+    from segbench.report import load_frame, render_markdown
+
+    zoo = Path(__file__).resolve().parent.parent / "zoo"
+    (spec,) = [s for s in load_zoo(zoo) if s.name == entry]
+    params = count_params(build_model(spec, device="meta"))
+    assert params["inference"] + params["norm_statistics"] == PARAMS[config]["params_inference"]
+    record = {"schema_version": 1, "status": "ok", "model": entry, "params": params,
+              "environment": {"hardware": "cpu-x", "device_type": "cpu", "cpu": "x", "torch": "2.13.0", "date": "2026-11-30"},
+              "settings": {"input_size": [64, 64], "images": 1, "warmup": 1, "batch_size": 1, "dtype": "float32",
+                           "input": "synthetic", "weights": "random-init", "measure": ["params"]}}  # fmt: skip
+    write_record(tmp_path / "results" / "cpu-x" / f"{entry}.json", record)
+    frame = load_frame(tmp_path / "results", zoo, models=[entry])
+    (row,) = frame.to_dict("records")
+    assert row["params_m"] == pytest.approx(PARAMS[config]["params_inference"] / 1e6, rel=1e-12)
+    assert row["params_counts_norm_statistics"]
+    assert f"| {fixed(PARAMS[config]['params_inference'] / 1e6, 2)}† |" in render_markdown(frame)
