@@ -36,12 +36,13 @@ class ConvBN(nn.Module):
         dilation: int = 1,
         relu: bool = False,
         bias: bool = False,
+        groups: int = 1,
         avg_pool_first: bool = False,
     ) -> None:
         super().__init__()
         self.avg_pool_first = avg_pool_first
         padding = (kernel_size - 1) // 2 * dilation
-        self._conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, bias=bias)
+        self._conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias=bias)
         self._batch_norm = nn.BatchNorm2d(out_channels)
         self.relu = relu
 
