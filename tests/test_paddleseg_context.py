@@ -1,4 +1,4 @@
-"""PaddleSeg's ResNet_vd context families (GloRe, GINet, PFPNet) in its layout: keys, shapes and
+"""PaddleSeg's ResNet_vd context families (GloRe, GINet, PFPNet, DecoupledSegNet) in its layout: keys, shapes and
 parameter counts equal PaddleSeg 2.8's after the `paddleseg` adapter, logits equal PaddleSeg's own
 on small heads it built and saved, auxiliary and unused layers stay out of the inference forward
 and its count, output shapes, and the zoo entries."""
@@ -16,6 +16,8 @@ from segbench.checkpoint import load_checkpoint
 from segbench.complexity import count_macs
 from segbench.manifest import load_zoo
 from segbench.models import architecture_builder
+from segbench.models.backbones.resnet_vd import ConvBN
+from segbench.models.decoupled_segnet import SamePaddedConvBN
 from segbench.models.ginet import GIHead, JointPyramidUpsampling
 from segbench.models.glore import GloReHead
 from segbench.models.pfpnet import PFPNHead
@@ -30,7 +32,10 @@ CONFIGS = {
     "ginet_resnet50_os8_cityscapes_1024x512_80k": ("ginet_resnet_vd", {"depth": 50, "align_corners": True}),
     "ginet_resnet101_os8_cityscapes_1024x512_80k": ("ginet_resnet_vd", {"depth": 101, "align_corners": True}),
     "pfpn_resnet101_os8_cityscapes_512x1024_40k": ("pfpnet_resnet_vd", {"depth": 101}),
+    "decoupledsegnet_resnet50_os8_cityscapes_832x832_80k": ("decoupled_segnet_resnet_vd", {"depth": 50}),
 }
+# zoo configs without a reference file of their own: the same network as one above (training crop only differs)
+SAME_NETWORK = {"decoupledsegnet_resnet50_os8_cityscapes_1024x512_80k": ("decoupled_segnet_resnet_vd", {"depth": 50})}
 
 # What PaddleSeg computes in eval only to drop it: the auxiliary heads, and GINet's class-node
 # update (its head returns it, GINet discards it). segbench does not run these.
@@ -38,6 +43,7 @@ DROPPED_IN_EVAL = {
     "glore_resnet_vd": ("head.auxlayer.",),
     "ginet_resnet_vd": ("auxlayer.", "head.gloru.graph.transfer.value_conv_vis.", "head.gloru.graph.gamma_word"),
     "pfpnet_resnet_vd": (),
+    "decoupled_segnet_resnet_vd": ("head.edge_out.", "head.dsn_seg_body."),
 }
 
 
@@ -133,6 +139,31 @@ def test_pfpnets_unused_layers_are_out_of_the_forward_and_its_macs():
     assert count_macs(model, (64, 128), cross_check=False)["per_forward"] == macs["per_forward"]
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_decoupled_segnet_trains_body_and_edge_heads_and_runs_neither_at_inference():
+    torch.manual_seed(0)
+    model = architecture_builder("decoupled_segnet_resnet_vd")(depth=18, num_classes=5).train()
+    outputs = training_outputs(model, torch.randn(2, 3, 32, 48))
+    assert [(tuple(x.shape), w) for x, w in outputs] == [((2, 5, 32, 48), 1.0), ((2, 5, 32, 48), 1.0), ((2, 1, 32, 48), 25.0)]
+    model.eval()
+    _forward_without(model, "head.edge_out")
+    assert _forward_without(model, "head.dsn_seg_body").shape == (1, 5, 32, 48)
+
+
+def test_same_padding_at_stride_2_pads_an_even_side_at_the_end_only():
+    """Paddle's padding='same' (TF's): a 3x3 stride-2 conv on 4 rows pads 0 above and 1 below, on 5
+    rows 1 and 1. All-ones input and kernel: each output counts the real pixels in its window."""
+    conv = SamePaddedConvBN(1, 1, 3, stride=2).eval()
+    torch.nn.init.ones_(conv._conv.weight)
+    with torch.no_grad():
+        even = conv(torch.ones(1, 1, 4, 4))[0, 0]
+        odd = conv(torch.ones(1, 1, 5, 5))[0, 0]
+    scale = 1 / (1 + conv._batch_norm.eps) ** 0.5  # BatchNorm at its initial statistics
+    assert torch.allclose(even, scale * torch.tensor([[9.0, 6.0], [6.0, 4.0]]))
+    assert torch.allclose(odd, scale * torch.tensor([[4.0, 6.0, 4.0], [6.0, 9.0, 6.0], [4.0, 6.0, 4.0]]))
+    assert isinstance(conv, ConvBN) and conv._conv.padding == (0, 0)
+
+
 def _paddle_fixture(module: torch.nn.Module, name: str) -> tuple[list[torch.Tensor], torch.Tensor]:
     load_checkpoint(module, LOGITS / f"{name}.pdparams", model_name=name, adapter="paddleseg")
     data = np.load(LOGITS / f"{name}.npz", allow_pickle=False)
@@ -179,9 +210,10 @@ ENTRIES = [s for s in load_zoo(ZOO) if s.build.architecture in ARCHITECTURES]
 
 
 def test_the_zoo_has_every_cityscapes_config_with_paddle_weights():
-    assert sorted(s.name for s in ENTRIES) == sorted(CONFIGS)
+    configs = {**CONFIGS, **SAME_NETWORK}
+    assert sorted(s.name for s in ENTRIES) == sorted(configs)
     for spec in ENTRIES:
-        assert CONFIGS[spec.name] == (spec.build.architecture, {k: v for k, v in spec.build.kwargs.items() if k != "num_classes"})
+        assert configs[spec.name] == (spec.build.architecture, {k: v for k, v in spec.build.kwargs.items() if k != "num_classes"})
         assert spec.weights.endswith(f"/{spec.name}/model.pdparams") and spec.weights_adapter == "paddleseg"
         assert spec.reported[0].source == f"PaddleSeg v2.8.0 configs/{spec.config.split('/')[-2]}/README.md"
         align_corners = spec.build.architecture == "ginet_resnet_vd"  # the GINet configs' align_corners
