@@ -1,4 +1,5 @@
-"""PaddleSeg's ResNet_vd context families (GloRe, GINet, PFPNet, DecoupledSegNet) in its layout: keys, shapes and
+"""PaddleSeg's ResNet_vd context families (GloRe, GINet, PFPNet, DecoupledSegNet,
+GSCNN) in its layout: keys, shapes and
 parameter counts equal PaddleSeg 2.8's after the `paddleseg` adapter, logits equal PaddleSeg's own
 on small heads it built and saved, auxiliary and unused layers stay out of the inference forward
 and its count, output shapes, and the zoo entries."""
@@ -20,6 +21,7 @@ from segbench.models.backbones.resnet_vd import ConvBN
 from segbench.models.decoupled_segnet import SamePaddedConvBN
 from segbench.models.ginet import GIHead, JointPyramidUpsampling
 from segbench.models.glore import GloReHead
+from segbench.models.gscnn import canny
 from segbench.models.pfpnet import PFPNHead
 from segbench.training import training_outputs
 
@@ -33,6 +35,7 @@ CONFIGS = {
     "ginet_resnet101_os8_cityscapes_1024x512_80k": ("ginet_resnet_vd", {"depth": 101, "align_corners": True}),
     "pfpn_resnet101_os8_cityscapes_512x1024_40k": ("pfpnet_resnet_vd", {"depth": 101}),
     "decoupledsegnet_resnet50_os8_cityscapes_832x832_80k": ("decoupled_segnet_resnet_vd", {"depth": 50}),
+    "gscnn_resnet50_os8_cityscapes_1024x512_80k": ("gscnn_resnet_vd", {"depth": 50}),
 }
 # zoo configs without a reference file of their own: the same network as one above (training crop only differs)
 SAME_NETWORK = {"decoupledsegnet_resnet50_os8_cityscapes_1024x512_80k": ("decoupled_segnet_resnet_vd", {"depth": 50})}
@@ -44,6 +47,7 @@ DROPPED_IN_EVAL = {
     "ginet_resnet_vd": ("auxlayer.", "head.gloru.graph.transfer.value_conv_vis.", "head.gloru.graph.gamma_word"),
     "pfpnet_resnet_vd": (),
     "decoupled_segnet_resnet_vd": ("head.edge_out.", "head.dsn_seg_body."),
+    "gscnn_resnet_vd": (),  # its shape stream feeds the logits: everything runs
 }
 
 
@@ -162,6 +166,25 @@ def test_same_padding_at_stride_2_pads_an_even_side_at_the_end_only():
     assert torch.allclose(even, scale * torch.tensor([[9.0, 6.0], [6.0, 4.0]]))
     assert torch.allclose(odd, scale * torch.tensor([[4.0, 6.0, 4.0], [6.0, 9.0, 6.0], [4.0, 6.0, 4.0]]))
     assert isinstance(conv, ConvBN) and conv._conv.padding == (0, 0)
+
+
+@pytest.mark.parametrize("image", ["smooth", "levels", "noise", "chain"])
+def test_canny_equals_opencvs(image):
+    """GSCNN's Canny edges (cv2.Canny(image, 10, 100), as PaddleSeg computes them at inference) on
+    four uint8 RGB images, against OpenCV 5.0's own output saved with them: smooth waves, four grey
+    levels per channel (ties between channels and between neighbours), noise, and a step strong in
+    its top rows and weak below beside a weak step alone (the hysteresis keeps the first whole and
+    drops the second)."""
+    data = np.load(LOGITS / "canny.npz", allow_pickle=False)
+    pixels = torch.from_numpy(data[f"{image}_image"]).permute(2, 0, 1)[None]
+    expected = torch.from_numpy(data[f"{image}_edges"] / 255).float()
+    assert torch.equal(canny(pixels)[0, 0], expected)
+
+
+def test_gscnn_counts_macs_on_the_meta_device():
+    torch.manual_seed(0)
+    model = architecture_builder("gscnn_resnet_vd")(depth=18, num_classes=5)
+    assert count_macs(model, (64, 128), cross_check=False)["primary"] == "flop_counter"
 
 
 def _paddle_fixture(module: torch.nn.Module, name: str) -> tuple[list[torch.Tensor], torch.Tensor]:

@@ -2,7 +2,7 @@
 
 from segbench.models import (  # noqa: F401  (registration)
     bisenetv1, bisenetv2, cgnet, company_dfnet, ddrnet, decoupled_segnet, deeplabv3, deeplabv3plus, erfnet, fast_scnn, fcn, fpn,
-    ginet, glore, icnet, lraspp, mobilenet_v2, pfpnet, pidnet, pspnet, segformer, sfnet, stdc, unet, upernet,
+    ginet, glore, gscnn, icnet, lraspp, mobilenet_v2, pfpnet, pidnet, pspnet, segformer, sfnet, stdc, unet, upernet,
 )
 from segbench.models.registry import architecture_builder, list_architectures, register_architecture
 

@@ -23,13 +23,14 @@ from segbench.models.registry import register_architecture
 
 
 class SeparableConvBNReLU(nn.Module):
-    """PaddleSeg's layers.SeparableConvBNReLU as the JPU builds it: depthwise 3x3 conv-BN (dilated,
-    no bias), pointwise 1x1 conv-BN-ReLU (no bias). Keys keep Paddle's spelling `piontwise_conv`."""
+    """PaddleSeg's layers.SeparableConvBNReLU: depthwise 3x3 conv-BN (dilated), pointwise 1x1
+    conv-BN-ReLU; the JPU builds both convs without bias, DeepLabV3+'s decoder with. Keys keep
+    Paddle's spelling `piontwise_conv`."""
 
-    def __init__(self, in_channels: int, out_channels: int, dilation: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, dilation: int = 1, *, bias: bool = False) -> None:
         super().__init__()
-        self.depthwise_conv = ConvBN(in_channels, in_channels, 3, dilation=dilation, groups=in_channels)
-        self.piontwise_conv = ConvBN(in_channels, out_channels, 1, relu=True)
+        self.depthwise_conv = ConvBN(in_channels, in_channels, 3, dilation=dilation, groups=in_channels, bias=bias)
+        self.piontwise_conv = ConvBN(in_channels, out_channels, 1, relu=True, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.piontwise_conv(self.depthwise_conv(x))
