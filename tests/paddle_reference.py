@@ -63,7 +63,8 @@ def paddle_reference_numel(config: str, prefixes: tuple[str, ...]) -> int:
     """Entries of the config's reference listing whose names start with any of `prefixes`, as
     Paddle counts them (a module's prefix ends in '.')."""
     shapes = paddle_reference_shapes(config)
-    return sum(math.prod(shape) for key, shape in shapes.items() if key.startswith(prefixes) and not key.endswith("num_batches_tracked"))
+    counted = (shape for key, shape in shapes.items() if key.startswith(prefixes) and not key.endswith("num_batches_tracked"))
+    return sum(math.prod(shape) for shape in counted)
 
 
 def assert_matches_paddleseg(model: nn.Module, config: str, *, dropped_in_eval: tuple[str, ...] = ()) -> None:

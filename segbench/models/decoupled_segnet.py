@@ -114,7 +114,8 @@ class DecoupledSegNet(nn.Module):
     def __init__(self, backbone: ResNetVd, num_classes: int, *, align_corners: bool = False) -> None:
         super().__init__()
         self.backbone = backbone
-        self.head = DecoupledSegNetHead(backbone.out_channels[0], backbone.out_channels[3], num_classes, align_corners=align_corners)
+        channels = backbone.out_channels
+        self.head = DecoupledSegNetHead(channels[0], channels[3], num_classes, align_corners=align_corners)
         self.align_corners = align_corners
 
     def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:

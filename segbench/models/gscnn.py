@@ -63,7 +63,7 @@ def canny(image: torch.Tensor, low: int = 10, high: int = 100) -> torch.Tensor:
     same_sign = (dx ^ dy) >= 0  # s = 1: compare above-left with below-right; s = -1: above-right, below-left
     diagonal = torch.where(same_sign, (norm > at(-1, -1)) & (norm > at(1, 1)), (norm > at(-1, 1)) & (norm > at(1, -1)))
     peak = torch.where(y < tg22, horizontal, torch.where(y > tg67, vertical, diagonal))
-    weak = (peak & (norm > low)).to(image.dtype if image.is_floating_point() else torch.float32)
+    weak = (peak & (norm > low)).float()
     edges = weak * (norm > high)
     if edges.device.type == "meta":
         return edges
