@@ -71,11 +71,20 @@ def training_outputs(model: nn.Module, images: torch.Tensor) -> list[tuple[torch
     EncoderDecoder.forward runs the decode head only (inference), so the heads are called here.
     """
     if not isinstance(model, EncoderDecoder):
-        return [(model(images), 1.0)]
+        return _own_outputs(model, images)
     features = model.backbone(images)
     if model.neck is not None:
         features = model.neck(features)
     return [(logits, weight) for logits, weight, _ in _head_outputs(model, features)]
+
+
+def _own_outputs(model: nn.Module, images: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
+    """A model outside EncoderDecoder (PaddleSeg's layout) returns its logits, or in train mode a
+    tuple with one per training head (its auxiliary heads), weighted by its `loss_weights`."""
+    logits = model(images)
+    if isinstance(logits, tuple):
+        return list(zip(logits, model.loss_weights, strict=True))
+    return [(logits, 1.0)]
 
 
 def _head_outputs(model: EncoderDecoder, features) -> list[tuple[torch.Tensor, float, nn.Module]]:
@@ -111,7 +120,7 @@ def training_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) 
     learns something else than the classes (STDC's detail head: boundaries) says so with a
     `training_labels(labels)` method."""
     if not isinstance(model, EncoderDecoder):
-        return head_loss(model(images), labels)
+        return sum(weight * head_loss(logits, labels) for logits, weight in _own_outputs(model, images))
     align_corners = getattr(model, "align_corners", False)
     features = model.backbone(images)
     if model.neck is not None:

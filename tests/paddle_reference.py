@@ -22,6 +22,7 @@ running_mean and running_var (num_batches_tracked is segbench's own and is not c
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -58,14 +59,25 @@ def paddle_param_counts(model: nn.Module) -> tuple[int, int]:
     return total, inference
 
 
-def assert_matches_paddleseg(model: nn.Module, config: str) -> None:
+def paddle_reference_numel(config: str, prefixes: tuple[str, ...]) -> int:
+    """Entries of the config's reference listing whose names start with any of `prefixes`, as
+    Paddle counts them (a module's prefix ends in '.')."""
+    shapes = paddle_reference_shapes(config)
+    counted = (shape for key, shape in shapes.items() if key.startswith(prefixes) and not key.endswith("num_batches_tracked"))
+    return sum(math.prod(shape) for shape in counted)
+
+
+def assert_matches_paddleseg(model: nn.Module, config: str, *, dropped_in_eval: tuple[str, ...] = ()) -> None:
     """The model's state_dict keys and shapes equal PaddleSeg's for `config` after the `paddleseg`
     adapter (then its .pdparams weights load with strict=True), and its parameter counts equal
-    params.json's params_total and params_inference."""
+    params.json's params_total and params_inference. `dropped_in_eval`: prefixes of layers
+    PaddleSeg computes in eval only to drop their output (auxiliary heads), which segbench does not
+    run: params_inference less their reference entries."""
     ours = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     reference = paddle_reference_shapes(config)
     assert sorted(set(reference) - set(ours)) == [], "missing keys"
     assert sorted(set(ours) - set(reference)) == [], "unexpected keys"
     assert {k: v for k, v in ours.items() if reference[k] != v} == {}, "shape mismatches"
-    expected = (PARAMS[config]["params_total"], PARAMS[config]["params_inference"])
+    dropped = paddle_reference_numel(config, dropped_in_eval) if dropped_in_eval else 0
+    expected = (PARAMS[config]["params_total"], PARAMS[config]["params_inference"] - dropped)
     assert paddle_param_counts(model) == expected

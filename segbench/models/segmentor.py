@@ -18,11 +18,13 @@ AUXILIARY_PREFIX = "auxiliary_head."
 def training_only_prefixes(model: nn.Module) -> tuple[str, ...]:
     """Parameter-name prefixes of what only training runs: the auxiliary head, the decode
     head's own training branches, and what a model outside EncoderDecoder (PaddleSeg's layout)
-    names in its own `training_only`. The inference parameter count leaves these out."""
+    names in its own `training_only`, and the parameter-name prefixes in its `never_run` (what its
+    checkpoints hold but no forward uses). The inference parameter count leaves these out."""
     decode_head = getattr(model, "decode_head", None)
     branches = getattr(decode_head, "training_only", ())
     own = getattr(model, "training_only", ())
-    return (AUXILIARY_PREFIX, *(f"decode_head.{name}." for name in branches), *(f"{name}." for name in own))
+    never_run = getattr(model, "never_run", ())
+    return (AUXILIARY_PREFIX, *(f"decode_head.{name}." for name in branches), *(f"{name}." for name in own), *never_run)
 
 
 def mark_unused(model: nn.Module, names: tuple[str, ...]) -> None:

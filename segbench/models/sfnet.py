@@ -46,14 +46,19 @@ class AlignedModule(nn.Module):
         return self.flow_warp(high, flow)
 
     def flow_warp(self, x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-        """Sample x at an identity grid over flow's size in [-1, 1], moved by flow / (W, H)."""
-        height, width = flow.shape[-2:]
-        ys = torch.linspace(-1.0, 1.0, height, dtype=x.dtype, device=x.device)
-        xs = torch.linspace(-1.0, 1.0, width, dtype=x.dtype, device=x.device)
-        grid = torch.stack([xs.expand(height, width), ys[:, None].expand(height, width)], dim=-1)
-        norm = torch.tensor([width, height], dtype=x.dtype, device=x.device)
-        grid = grid + flow.permute(0, 2, 3, 1) / norm
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=self.grid_align_corners)
+        return flow_warp(x, flow, align_corners=self.grid_align_corners)
+
+
+def flow_warp(x: torch.Tensor, flow: torch.Tensor, *, align_corners: bool = True) -> torch.Tensor:
+    """Sample x at an identity grid over flow's size in [-1, 1], moved by flow / (W, H), as
+    PaddleSeg's flow warps do (bilinear, zero padding; Paddle's grid_sample default align_corners=True)."""
+    height, width = flow.shape[-2:]
+    ys = torch.linspace(-1.0, 1.0, height, dtype=x.dtype, device=x.device)
+    xs = torch.linspace(-1.0, 1.0, width, dtype=x.dtype, device=x.device)
+    grid = torch.stack([xs.expand(height, width), ys[:, None].expand(height, width)], dim=-1)
+    norm = torch.tensor([width, height], dtype=x.dtype, device=x.device)
+    grid = grid + flow.permute(0, 2, 3, 1) / norm
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=align_corners)
 
 
 class PaddlePyramidPooling(nn.Module):

@@ -36,12 +36,13 @@ class ConvBN(nn.Module):
         dilation: int = 1,
         relu: bool = False,
         bias: bool = False,
+        groups: int = 1,
         avg_pool_first: bool = False,
     ) -> None:
         super().__init__()
         self.avg_pool_first = avg_pool_first
         padding = (kernel_size - 1) // 2 * dilation
-        self._conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, bias=bias)
+        self._conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias=bias)
         self._batch_norm = nn.BatchNorm2d(out_channels)
         self.relu = relu
 
@@ -115,11 +116,15 @@ class ResNetVd(nn.Module):
             self.out_channels.append(in_channels)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.conv1_3(self.conv1_2(self.conv1_1(x)))
-        x = F.max_pool2d(x, 3, 2, 1)
+        return self.forward_with_stem(x)[1]
+
+    def forward_with_stem(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(the stem's output before its max pool, which GSCNN's shape stream reads; the four stages)."""
+        stem = self.conv1_3(self.conv1_2(self.conv1_1(x)))
+        x = F.max_pool2d(stem, 3, 2, 1)
         outs = []
         for names in self.stage_names:
             for name in names:
                 x = getattr(self, name)(x)
             outs.append(x)
-        return outs
+        return stem, outs
