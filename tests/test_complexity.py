@@ -27,7 +27,14 @@ def test_macs_of_tiny_model_equal_hand_count():
 
 
 def test_params_of_tiny_model_equal_hand_count():
-    assert count_params(TinySegmentor(4)) == {"total": (8 * 3 * 9 + 8) + (4 * 8 + 4)} | {"inference": 8 * 3 * 9 + 8 + 4 * 8 + 4}
+    hand = (8 * 3 * 9 + 8) + (4 * 8 + 4)
+    assert count_params(TinySegmentor(4)) == {"total": hand, "inference": hand, "norm_statistics": 0}  # no BatchNorm
+
+
+def test_norm_statistics_are_the_inference_graphs_batchnorm_running_stats():
+    model = architecture_builder("fcn_resnet")(depth=18, auxiliary_head=True)
+    inference = [m for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and not name.startswith("auxiliary_head")]
+    assert count_params(model)["norm_statistics"] == 2 * sum(m.num_features for m in inference) > 0
 
 
 def test_auxiliary_head_excluded_from_inference_params_and_macs():
