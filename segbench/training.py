@@ -66,12 +66,14 @@ def training_heads(model: EncoderDecoder) -> list[tuple[nn.Module, float]]:
 
 def training_outputs(model: nn.Module, images: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
     """(logits, loss weight) of every head that trains: an EncoderDecoder's decode head and its
-    auxiliary heads on the same backbone features; any other model's forward output.
+    auxiliary heads on the same backbone features; any other model's forward output (a model in
+    PaddleSeg's layout returns one per training head in train mode, weighted by its `loss_weights`).
 
     EncoderDecoder.forward runs the decode head only (inference), so the heads are called here.
     """
     if not isinstance(model, EncoderDecoder):
-        return [(model(images), 1.0)]
+        logits = model(images)
+        return list(zip(logits, model.loss_weights, strict=True)) if isinstance(logits, tuple) else [(logits, 1.0)]
     features = model.backbone(images)
     if model.neck is not None:
         features = model.neck(features)
@@ -104,7 +106,7 @@ def training_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) 
     learns something else than the classes (STDC's detail head: boundaries) says so with a
     `training_labels(labels)` method."""
     if not isinstance(model, EncoderDecoder):
-        return head_loss(model(images), labels)
+        return sum(weight * head_loss(logits, labels) for logits, weight in training_outputs(model, images))
     align_corners = getattr(model, "align_corners", False)
     features = model.backbone(images)
     if model.neck is not None:
