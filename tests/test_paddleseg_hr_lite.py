@@ -13,7 +13,9 @@ from paddle_reference import PARAMS, REFERENCE, assert_matches_paddleseg
 from segbench.complexity import count_macs
 from segbench.manifest import load_zoo
 from segbench.models import architecture_builder
+from segbench.models.backbones.resnet_vd import ConvBN
 from segbench.models.backbones.stdc_paddle import CatBottleneck
+from segbench.training import training_loss
 
 ZOO = Path(__file__).resolve().parent.parent / "zoo"
 
@@ -23,6 +25,7 @@ CONFIGS = {
         "pp_liteseg_stdc", {"version": 1, "arm_out_chs": [32, 64, 128], "seg_head_inter_chs": [32, 64, 64]}
     ),
     "pp_liteseg_stdc2_cityscapes_1024x512_scale1.0_160k": ("pp_liteseg_stdc", {"version": 2}),
+    "HRNet_W48_contrast_cityscapes_1024x512_60k": ("hrnet_contrast", {"width": 48, "proj_dim": 720}),
 }
 
 
@@ -82,6 +85,40 @@ def test_strided_stdc_block_pools_without_the_padding():
         first = block.conv_list[0](x)
         pooled = block(x)[:, :8]
     assert torch.allclose(pooled[0, :, 0, 0], first[0, :, :2, :2].mean(dim=(-2, -1)))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_contrast_projection_trains_only():
+    """PaddleSeg's eval forward skips proj_head: without it the logits and MACs stay the same; in
+    training it gives L2-normalized embeddings at stride 4, and a training step reaches it."""
+    torch.manual_seed(0)
+    model = architecture_builder("hrnet_contrast")(width=18, proj_dim=32).eval()  # W48's layout, smaller
+    image = torch.randn(1, 3, 32, 64)
+    with torch.no_grad():
+        logits = model(image)
+    macs = count_macs(model, (32, 64), cross_check=False)["per_forward"]
+    trained = architecture_builder("hrnet_contrast")(width=18, proj_dim=32).train()
+    images, labels = torch.randn(2, 3, 32, 64), torch.randint(0, 19, (2, 32, 64))
+    _, embeddings = trained(images)
+    assert embeddings.shape == (2, 32, 8, 16)
+    assert torch.allclose(embeddings.norm(dim=1), torch.ones(2, 8, 16), atol=1e-5)
+    training_loss(trained, images, labels).backward()
+    assert trained.proj_head.proj[1].weight.grad.abs().sum() > 0
+    model.proj_head = None
+    with torch.no_grad():
+        assert torch.equal(model(image), logits)
+    assert count_macs(model, (32, 64), cross_check=False)["per_forward"] == macs
+
+
+def test_paddle_same_padding_at_stride_2_pads_after():
+    """Paddle's padding='same' (HRNet's convs) at stride 2 on an even side pads 0 before, 1 after:
+    a 3x3 box sum at stride 2 over a 4x4 input covers rows/cols 0-2 and 2-3, not -1-1 and 1-3."""
+    block = ConvBN(1, 1, 3, stride=2, same_padding=True).eval()
+    torch.nn.init.ones_(block._conv.weight)
+    x = torch.arange(16, dtype=torch.float32).reshape(1, 1, 4, 4)
+    expected = torch.tensor([[x[0, 0, :3, :3].sum(), x[0, 0, :3, 2:].sum()], [x[0, 0, 2:, :3].sum(), x[0, 0, 2:, 2:].sum()]])
+    with torch.no_grad():
+        assert torch.allclose(block(x)[0, 0], expected / (1 + 1e-5) ** 0.5)
 
 
 ENTRIES = [s for s in load_zoo(ZOO) if s.build.architecture in {a for a, _ in CONFIGS.values()}]
