@@ -4,6 +4,7 @@ stay out of the inference forward, output shapes, and the zoo entries."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from segbench.manifest import load_zoo
 from segbench.models import architecture_builder
 from segbench.models.backbones.resnet_vd import ConvBN
 from segbench.models.backbones.stdc_paddle import CatBottleneck
+from segbench.models.backbones.swin_paddle import SwinTransformerPaddle, WindowAttention
+from segbench.models.mla_transformer import MLATransformer
 from segbench.training import training_loss
 
 ZOO = Path(__file__).resolve().parent.parent / "zoo"
@@ -26,6 +29,7 @@ CONFIGS = {
     ),
     "pp_liteseg_stdc2_cityscapes_1024x512_scale1.0_160k": ("pp_liteseg_stdc", {"version": 2}),
     "HRNet_W48_contrast_cityscapes_1024x512_60k": ("hrnet_contrast", {"width": 48, "proj_dim": 720}),
+    "swin_transformer_mla_base_patch4_window7_160k_autonue": ("mla_transformer_swin", {"variant": "base"}),
 }
 
 
@@ -121,6 +125,56 @@ def test_paddle_same_padding_at_stride_2_pads_after():
         assert torch.allclose(block(x)[0, 0], expected / (1 + 1e-5) ** 0.5)
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_mla_auxiliary_head_trains_only_and_a_wide_input_is_squared():
+    """PaddleSeg's eval forward skips aux_head (logits and MACs the same without it); MLAHeads
+    resize each level to 4x its width on both sides, so a 32x64 input's stride-4 map (8x16) reaches
+    the classifier at 64x64."""
+    torch.manual_seed(0)
+    model = MLATransformer(SwinTransformerPaddle(8, (2, 2, 2, 2), (1, 1, 1, 1), drop_path_rate=0.0), 5, mlahead_channels=8).eval()
+    image = torch.randn(1, 3, 32, 64)
+    with torch.no_grad():
+        train_logits = copy.deepcopy(model).train()(image.expand(2, -1, -1, -1))
+    classifier_inputs = []
+    model.cls.register_forward_hook(lambda module, args, out: classifier_inputs.append(args[0].shape))
+    with torch.no_grad():
+        logits = model(image)
+    assert logits.shape == (1, 5, 32, 64) and [t.shape for t in train_logits] == [(2, 5, 32, 64)] * 2
+    assert classifier_inputs == [(1, 32, 64, 64)]
+    macs = count_macs(model, (32, 64), cross_check=False)["per_forward"]
+    model.aux_head = None
+    with torch.no_grad():
+        assert torch.equal(model(image), logits)
+    assert count_macs(model, (32, 64), cross_check=False)["per_forward"] == macs
+
+
+def test_window_attention_macs_equal_a_hand_count():
+    """Swin's MACs with the attention matmuls, on a map that each stage pads to whole 7x7 windows:
+    per block qkv (3C^2), q.k and attn.v (N*C each, N = 49 tokens a window) and proj (C^2) per padded
+    token, the MLP (8C^2) per real token; patch merging 8C^2 per merged token; the 4x4 patch conv."""
+    model = SwinTransformerPaddle(8, (2, 2), (2, 4), window=7).eval()
+    height, width = 60, 92  # 15x23 tokens, padded to 21x28; then 8x12, padded to 14x14
+    h, w, channels = height // 4, width // 4, 8
+    expected = h * w * channels * 3 * 16
+    for stage in range(2):
+        hp, wp = -(-h // 7) * 7, -(-w // 7) * 7
+        per_block = hp * wp * (3 * channels**2 + 2 * 49 * channels + channels**2) + h * w * 8 * channels**2
+        expected += 2 * per_block
+        if stage == 0:
+            h, w = (h + 1) // 2, (w + 1) // 2
+            expected += h * w * 4 * channels * 2 * channels
+            channels *= 2
+    assert count_macs(model, (height, width), cross_check=False)["per_forward"] == expected
+
+
+def test_relative_position_index_points_into_the_bias_table():
+    """Index of (query, key) = (dy + 6) * 13 + (dx + 6) for a 7x7 window: the table's centre for a
+    token with itself, its first row for the top-left key seen from the bottom-right query."""
+    index = WindowAttention(8, 7, 2).relative_position_index
+    assert index.shape == (49, 49) and torch.equal(index.diagonal(), torch.full((49,), 84))
+    assert index[48, 0] == 168 and index[0, 48] == 0 and index[0, 1] == 6 * 13 + 5 and index[0, 7] == 5 * 13 + 6
+
+
 ENTRIES = [s for s in load_zoo(ZOO) if s.build.architecture in {a for a, _ in CONFIGS.values()}]
 
 
@@ -131,5 +185,8 @@ def test_the_zoo_has_every_published_config_with_paddle_weights():
     for spec in ENTRIES:
         reference = min(CONFIGS, key=lambda c: (c.split("_scale")[0] != spec.name.split("_scale")[0], c))
         assert CONFIGS[reference] == (spec.build.architecture, {k: v for k, v in spec.build.kwargs.items() if k != "num_classes"})
+        if spec.build.architecture == "mla_transformer_swin":  # PaddleSeg publishes neither weights nor mIoU for it
+            assert (spec.weights, spec.reported, spec.test.size) == (None, (), (256, 256))
+            continue
         assert spec.weights.endswith(f"/{spec.name}/model.pdparams") and spec.weights_adapter == "paddleseg"
         assert spec.reported[0].source.startswith("PaddleSeg v2.8.0 ")

@@ -2,7 +2,7 @@
 
 from segbench.models import (  # noqa: F401  (registration)
     bisenetv1, bisenetv2, cgnet, company_dfnet, ddrnet, deeplabv3, deeplabv3plus, erfnet, fast_scnn, fcn, fpn, icnet, lraspp,
-    hrnet_contrast, mobilenet_v2, pidnet, pp_liteseg, pspnet, segformer, sfnet, stdc, unet, upernet,
+    hrnet_contrast, mla_transformer, mobilenet_v2, pidnet, pp_liteseg, pspnet, segformer, sfnet, stdc, unet, upernet,
 )
 from segbench.models.registry import architecture_builder, list_architectures, register_architecture
 
