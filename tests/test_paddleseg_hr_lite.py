@@ -7,20 +7,25 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from paddle_reference import PARAMS, REFERENCE, assert_matches_paddleseg
+from segbench.checkpoint import load_checkpoint
 from segbench.complexity import count_macs
 from segbench.manifest import load_zoo
 from segbench.models import architecture_builder
+from segbench.models.backbones.hrnet_paddle import HighResolutionModule
 from segbench.models.backbones.resnet_vd import ConvBN
 from segbench.models.backbones.stdc_paddle import CatBottleneck
 from segbench.models.backbones.swin_paddle import SwinTransformerPaddle, WindowAttention
 from segbench.models.mla_transformer import MLATransformer
+from segbench.models.pp_liteseg import PPLiteSegHead
 from segbench.training import training_loss
 
 ZOO = Path(__file__).resolve().parent.parent / "zoo"
+LOGITS = Path(__file__).parent / "data" / "paddleseg-logits"
 
 # PaddleSeg config -> (segbench architecture, builder arguments)
 CONFIGS = {
@@ -75,6 +80,46 @@ def test_pp_liteseg_trains_three_seg_heads_and_infers_with_one():
     with torch.no_grad():
         assert torch.equal(model(image), logits)
     assert count_macs(model, (64, 96), cross_check=False)["per_forward"] == macs
+
+
+def outputs_from_paddles_own_pdparams(name: str, module: torch.nn.Module, *, listed: bool):
+    """`module` loaded from PaddleSeg's .pdparams `name` through segbench's reader and the adapter,
+    run in eval on the saved inputs (one list, or one tensor); (its outputs, PaddleSeg's)."""
+    load_checkpoint(module.eval(), LOGITS / f"{name}.pdparams", model_name=name, adapter="paddleseg")
+    data = np.load(LOGITS / f"{name}.npz", allow_pickle=False)
+    inputs = [torch.from_numpy(data[k]) for k in sorted(k for k in data.files if k.startswith("input"))]
+    with torch.no_grad():
+        ours = module(inputs if listed else inputs[0])
+    return ours, [torch.from_numpy(data[f"output{i}"]) for i in range(len(ours))]
+
+
+def test_pp_liteseg_head_equals_paddlesegs_from_its_own_pdparams():
+    """PaddleSeg 2.8's PPLiteSegHead (inputs 8/12/16 channels at 13x19, 7x10, 4x5; arm 4/6/8; SPPM
+    bins 1, 2, 4 to 8 channels) with random weights, saved by paddle.save: same fused maps (SPPM sum,
+    UAFM attention order and mix, resizes, BN eps)."""
+    ours, theirs = outputs_from_paddles_own_pdparams("pp_liteseg_head", PPLiteSegHead([8, 12, 16], [4, 6, 8], 8, (1, 2, 4)), listed=True)
+    assert len(ours) == 3 and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(ours, theirs))
+
+
+def test_hrnet_module_equals_paddlesegs_from_its_own_pdparams():
+    """PaddleSeg 2.8's HighResolutionModule (branches 4/8/12 channels at 15x22, 8x11, 4x6, one block
+    each): same outputs, so the stride-2 'same' padding of its fuse chains, their ReLUs and widths,
+    and the upsampling match."""
+    module = HighResolutionModule([4, 8, 12], "st3_1", blocks=1)
+    ours, theirs = outputs_from_paddles_own_pdparams("hrnet_module", module, listed=True)
+    assert len(ours) == 3 and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(ours, theirs))
+
+
+def test_swin_equals_paddlesegs_from_its_own_pdparams():
+    """PaddleSeg 2.8's SwinTransformer (embed 8, depths 2, 2, heads 1, 2, window 7) on a 61x93 image:
+    patch padding, windows padded from 16x24 and 8x12 tokens, shifted-window masks, patch merging of
+    an odd side; our relative_position_index equals the one Paddle saved."""
+    model = SwinTransformerPaddle(8, (2, 2), (1, 2), drop_path_rate=0.0)
+    index = model.layers[0].blocks[0].attn.relative_position_index.clone()
+    ours, theirs = outputs_from_paddles_own_pdparams("swin_tiny", model, listed=False)
+    assert torch.equal(model.layers[1].blocks[1].attn.relative_position_index, index)
+    assert [tuple(t.shape) for t in ours] == [(1, 8, 16, 24), (1, 16, 8, 12)]
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(ours, theirs))
 
 
 def test_strided_stdc_block_pools_without_the_padding():
