@@ -66,7 +66,8 @@ def training_heads(model: EncoderDecoder) -> list[tuple[nn.Module, float]]:
 
 def training_outputs(model: nn.Module, images: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
     """(logits, loss weight) of every head that trains: an EncoderDecoder's decode head and its
-    auxiliary heads on the same backbone features; any other model's forward output.
+    auxiliary heads on the same backbone features; any other model's forward output (a model in
+    PaddleSeg's layout returns one per training head in train mode, weighted by its `loss_weights`).
 
     EncoderDecoder.forward runs the decode head only (inference), so the heads are called here.
     """
@@ -115,12 +116,20 @@ def head_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
 
 
+def _nearest(labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """The labels at the logits' size (nearest), as PaddleSeg's pixel-contrast loss takes them for
+    embeddings it keeps at feature resolution."""
+    if labels.shape[-2:] == logits.shape[-2:]:
+        return labels
+    return F.interpolate(labels[:, None].float(), size=tuple(logits.shape[-2:]), mode="nearest")[:, 0].long()
+
+
 def training_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Weighted loss of every head, logits resized to the labels as mmseg's losses do. A head that
     learns something else than the classes (STDC's detail head: boundaries) says so with a
     `training_labels(labels)` method."""
     if not isinstance(model, EncoderDecoder):
-        return sum(weight * head_loss(logits, labels) for logits, weight in _own_outputs(model, images))
+        return sum(weight * head_loss(logits, _nearest(labels, logits)) for logits, weight in _own_outputs(model, images))
     align_corners = getattr(model, "align_corners", False)
     features = model.backbone(images)
     if model.neck is not None:

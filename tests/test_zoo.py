@@ -45,9 +45,12 @@ def test_validate_accepts_the_shipped_zoo(capsys):
         model_builder(spec)
 
 
+UNREPORTED = {"swin_transformer_mla_base_patch4_window7_160k_autonue"}  # PaddleSeg publishes no mIoU (nor weights) for it
+
+
 def test_every_entry_reports_an_miou_with_its_source():
     for spec in SPECS:
-        assert spec.reported, spec.name
+        assert bool(spec.reported) is (spec.name not in UNREPORTED), spec.name
         for result in spec.reported:
             assert result.miou is not None and 0 < result.miou < 100, spec.name
             assert result.source, spec.name
@@ -78,15 +81,16 @@ def test_test_settings_follow_the_training_crop():
             align_corners = spec.build.architecture in ("stdc", "ginet_resnet_vd") or spec.family == "pidnet"
             assert spec.test.mode == "whole" and spec.test.align_corners is align_corners, spec.name
             assert spec.build.kwargs.get("align_corners", False) is align_corners, spec.name
-        if spec.reported[0].dataset == "ADE20K":  # segbench times one crop of the varying-size images
+        if spec.reported and spec.reported[0].dataset == "ADE20K":  # segbench times one crop of the varying-size images
             assert spec.test.size == spec.crop_size, spec.name
-        if spec.crop_size == (512, 1024) or spec.family == "company":
+        paddleseg_sized = "PaddlePaddle/PaddleSeg" in (spec.config or "")  # its scale and AutoNUE configs resize the test image
+        if (spec.crop_size == (512, 1024) and not paddleseg_sized) or spec.family == "company":
             assert spec.test.size == (1024, 2048), spec.name
 
 
 def test_mmseg_entries_point_at_mmseg_v1_2_2():
     for spec in SPECS:
-        if spec.reported[0].source.startswith("mmsegmentation"):
+        if spec.reported and spec.reported[0].source.startswith("mmsegmentation"):
             base = "https://github.com/open-mmlab/mmsegmentation/blob/v1.2.2/configs/"
             assert spec.config == f"{base}{spec.reported[0].source.split('/')[1]}/{spec.name}.py", spec.name
             assert spec.weights.startswith("https://download.openmmlab.com/mmsegmentation/"), spec.name

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segbench.models.backbones.mobilenet_v3 import pad_same
+
 _DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 _DILATIONS = {8: {2: 2, 3: 4}, 16: {3: 2}, 32: {}}
 _WIDTHS = (64, 128, 256, 512)
@@ -24,7 +26,8 @@ _WIDTHS = (64, 128, 256, 512)
 class ConvBN(nn.Module):
     """PaddleSeg's ConvBNLayer of ResNet_vd (and its layers.ConvBNReLU at stride 1): conv, BatchNorm
     (Paddle's eps 1e-5), optional ReLU, with `avg_pool_first` the vd shortcut's 2x2 average pool.
-    A 3x3 conv pads by its dilation, as 'same' padding does at stride 1."""
+    A 3x3 conv pads by its dilation, as 'same' padding does at stride 1. `same_padding`: Paddle's
+    padding='same' at stride 2 as well (HRNet), which pads the larger half after, as TF does."""
 
     def __init__(
         self,
@@ -38,10 +41,12 @@ class ConvBN(nn.Module):
         bias: bool = False,
         groups: int = 1,
         avg_pool_first: bool = False,
+        same_padding: bool = False,
     ) -> None:
         super().__init__()
         self.avg_pool_first = avg_pool_first
-        padding = (kernel_size - 1) // 2 * dilation
+        self.pad_same = same_padding and stride > 1
+        padding = 0 if self.pad_same else (kernel_size - 1) // 2 * dilation
         self._conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias=bias)
         self._batch_norm = nn.BatchNorm2d(out_channels)
         self.relu = relu
@@ -49,6 +54,8 @@ class ConvBN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.avg_pool_first:
             x = F.avg_pool2d(x, 2, 2, ceil_mode=True, count_include_pad=False)
+        if self.pad_same:
+            x = pad_same(x, self._conv.kernel_size[0], self._conv.stride[0])
         x = self._batch_norm(self._conv(x))
         return F.relu(x) if self.relu else x
 
