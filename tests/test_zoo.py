@@ -12,6 +12,7 @@ import torch
 from mmseg_reference import REFERENCE, reference_shapes
 from segbench.build import build_model, model_builder
 from segbench.cli import main
+from segbench.complexity import count_macs
 from segbench.manifest import load_zoo
 from segbench.models.backbones.mit import DropPath
 from segbench.training import training_loss, training_outputs, training_precision
@@ -122,6 +123,9 @@ def test_every_distinct_build_runs_and_matches_mmseg_keys(key):
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     for config in {reference_config(s.name) for s in specs} - {None}:
         assert ours == reference_shapes(config), config
+    on_meta = build_model(specs[0], device="meta")  # as `segbench profile` builds and counts it
+    assert {k: tuple(v.shape) for k, v in on_meta.state_dict().items()} == ours
+    assert count_macs(on_meta, (64, 128), cross_check=False)["primary"] == "flop_counter"
 
 
 # the smallest entry of each architecture, for the training-step check

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segbench.models.backbones.mit import map_to_tokens, tokens_to_map
+from segbench.models.backbones.mit import drop_path_rates, map_to_tokens, tokens_to_map
 from segbench.models.backbones.vit import TransformerEncoderLayer, VisionTransformer
 from segbench.models.fcn import FCNHead
 from segbench.models.registry import register_architecture
@@ -35,7 +35,7 @@ class MaskTransformerHead(nn.Module):
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
-        rates = torch.linspace(0, drop_path_rate, num_layers, device="cpu").tolist()
+        rates = drop_path_rates(drop_path_rate, num_layers)
         self.layers = nn.ModuleList(
             TransformerEncoderLayer(channels, num_heads, drop_path=rate, eps=MASK_HEAD_EPS) for rate in rates
         )

@@ -28,6 +28,12 @@ def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(2).transpose(1, 2)
 
 
+def drop_path_rates(rate: float, blocks: int) -> list[float]:
+    """Drop-path rate of each block, rising linearly from 0 to `rate` (torch.linspace's values, as
+    mmseg's). On the CPU whatever the default device, so a model builds on the meta device too."""
+    return torch.linspace(0, rate, blocks, device="cpu").tolist()
+
+
 class DropPath(nn.Module):
     """In training, zero a residual branch for a random `rate` of the samples and rescale the rest."""
 
@@ -124,7 +130,7 @@ class MixVisionTransformer(nn.Module):
         drop_path_rate: float = 0.1,
     ) -> None:
         super().__init__()
-        rates = torch.linspace(0, drop_path_rate, sum(num_layers)).tolist()
+        rates = drop_path_rates(drop_path_rate, sum(num_layers))
         self.out_channels = [embed_dims * heads for heads in num_heads]
         self.layers = nn.ModuleList()
         in_channels = 3

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segbench.models.backbones.mit import DropPath
+from segbench.models.backbones.mit import DropPath, drop_path_rates
 
 
 def relative_position_index(window: int) -> torch.Tensor:
@@ -209,7 +209,7 @@ class SwinTransformer(nn.Module):
         drop_path_rate: float = 0.3,
     ) -> None:
         super().__init__()
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = drop_path_rates(drop_path_rate, sum(depths))
         self.out_channels = [embed_dims * 2**i for i in range(len(depths))]
         self.patch_embed = PatchEmbed(embed_dims, patch_size)
         self.stages = nn.ModuleList(

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segbench.models.backbones.mit import DropPath
+from segbench.models.backbones.mit import DropPath, drop_path_rates
 
 _VARIANTS = {  # embed_dim, depths, heads (PaddleSeg's SwinTransformer_*_patch4_window7_224)
     "tiny": (96, (2, 2, 6, 2), (3, 6, 12, 24)),
@@ -171,7 +171,7 @@ class SwinTransformerPaddle(nn.Module):
     ) -> None:
         super().__init__()
         self.patch_embed = PatchEmbed(embed_dim)
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = drop_path_rates(drop_path_rate, sum(depths))
         self.feat_channels = [embed_dim * 2**i for i in range(len(depths))]
         self.layers = nn.ModuleList()
         for i, (depth, n_heads) in enumerate(zip(depths, heads)):

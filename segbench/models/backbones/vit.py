@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segbench.layers import ConvNoNorm
-from segbench.models.backbones.mit import DropPath, map_to_tokens, tokens_to_map
+from segbench.models.backbones.mit import DropPath, drop_path_rates, map_to_tokens, tokens_to_map
 
 LAYER_NORM_EPS = 1e-6
 """mmseg's ViT configs set LN eps 1e-6 for the backbone (Segmenter's mask decoder keeps 1e-5)."""
@@ -121,7 +121,7 @@ class VisionTransformer(nn.Module):
         self.patch_embed = PatchEmbed(embed_dims, patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dims))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + math.prod(self.grid), embed_dims))
-        rates = torch.linspace(0, drop_path_rate, num_layers, device="cpu").tolist()
+        rates = drop_path_rates(drop_path_rate, num_layers)
         self.layers = nn.ModuleList(
             TransformerEncoderLayer(embed_dims, num_heads, mlp_ratio=mlp_ratio, drop_path=rate) for rate in rates
         )
