@@ -77,9 +77,10 @@ class Evaluation:
 
 WARMUP = {"cuda": 5, "cpu": 1}
 """Default warm-up passes per device type. On CUDA, mmsegmentation's tools/benchmark.py count. On the
-CPU one is enough: at 1 thread and 128×256, every distinct zoo model's second pass took the CPU time
-of passes 3-8 within their ±10% spread (the first within it too, except models under 60 ms, up to
-2×: benchmarks/cpu_warmup.py)."""
+CPU one is enough: at 1 thread and 128×256 (benchmarks/cpu_warmup.py), the second pass of 105 of 106
+distinct zoo builds took within 13% of the CPU time of passes 3-8, whose own spread reached 23% on the
+busy cores it ran on (the 106th, BiSeNetV1 R-50, 1.02 when measured again on quiet cores); the
+first pass costs up to 2× on some models."""
 
 
 def default_warmup(device: torch.device) -> int:
