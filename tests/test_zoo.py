@@ -123,15 +123,19 @@ def test_every_distinct_build_runs_and_matches_mmseg_keys(key):
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     for config in {reference_config(s.name) for s in specs} - {None}:
         assert ours == reference_shapes(config), config
-    on_meta = build_model(specs[0], device="meta")  # as `segbench profile` builds and counts it
-    assert {k: tuple(v.shape) for k, v in on_meta.state_dict().items()} == ours
-    assert count_macs(on_meta, (64, 128), cross_check=False)["primary"] == "flop_counter"
 
 
 # the smallest entry of each architecture, for the training-step check
 SMALLEST = {}
 for _spec in sorted(SPECS, key=lambda s: (s.build.kwargs.get("depth", 0), s.name)):
     SMALLEST.setdefault(_spec.build.architecture, _spec)
+
+
+@pytest.mark.parametrize("spec", SMALLEST.values(), ids=list(SMALLEST))
+def test_every_architecture_builds_and_counts_on_the_meta_device(spec):
+    """As `segbench profile` builds and counts a model: nothing in a builder may need real values."""
+    macs = count_macs(build_model(spec, device="meta"), (64, 128), cross_check=False)
+    assert macs["primary"] == "flop_counter" and macs["per_forward"] > 0
 
 
 # Parameters whose training gradient is zero in mmseg's model too: BiSeNetV2's context-embedding
