@@ -1,6 +1,6 @@
 """Attention U-Net (Oktay et al., MIDL 2018) in PaddleSeg 2.8's state_dict layout.
 
-PaddleSeg's U-Net encoder (ConvBNReLU double convs, 64 to 1024 channels over four max-pools);
+PaddleSeg's U-Net encoder (unet_paddle.Encoder: double convs, 64 to 1024 channels over four max-pools);
 each decoder step upsamples 2x (bilinear, align_corners false) then conv3x3-BN-ReLU (`upN.up`),
 gates the skip with an attention block (1x1 conv+BN on gate and skip, ReLU, 1x1 conv+BN to one
 channel, sigmoid, times the skip), concatenates gated skip and upsampled features and runs a
@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segbench.layers.paddle_conv import PaddleConvBNReLU
 from segbench.models.registry import register_architecture
+from segbench.models.unet_paddle import Encoder
 
 FILTERS = (64, 128, 256, 512, 1024)
 
@@ -51,30 +51,13 @@ class ConvBlock(nn.Module):
         return self.conv(x)
 
 
-class Encoder(nn.Module):
-    def __init__(self, in_channels: int) -> None:
-        super().__init__()
-        self.double_conv = nn.Sequential(PaddleConvBNReLU(in_channels, 64, 3), PaddleConvBNReLU(64, 64, 3))
-        self.down_sample_list = nn.ModuleList(
-            nn.Sequential(nn.MaxPool2d(2, 2), PaddleConvBNReLU(c, 2 * c, 3), PaddleConvBNReLU(2 * c, 2 * c, 3)) for c in FILTERS[:4]
-        )
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        skips = []
-        x = self.double_conv(x)
-        for down in self.down_sample_list:
-            skips.append(x)
-            x = down(x)
-        return x, skips
-
-
 class AttentionUNet(nn.Module):
     """Logits at the input's resolution."""
 
     def __init__(self, num_classes: int, in_channels: int = 3) -> None:
         super().__init__()
         f = FILTERS
-        self.encoder = Encoder(in_channels)
+        self.encoder = Encoder(in_channels, FILTERS)
         for level, mid in ((5, f[2]), (4, f[1]), (3, f[0]), (2, f[0] // 2)):
             channels = f[level - 2]
             setattr(self, f"up{level}", UpConv(f[level - 1], channels))

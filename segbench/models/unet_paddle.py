@@ -23,11 +23,14 @@ def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
 
 
 class Encoder(nn.Module):
-    def __init__(self, in_channels: int = 3) -> None:
+    """A double conv, then four steps of 2x2 max-pool + double conv; `widths` are the five levels'
+    channels (U-Net's 64-128-256-512-512; Attention U-Net's 64 to 1024)."""
+
+    def __init__(self, in_channels: int = 3, widths: tuple[int, ...] = (64, 128, 256, 512, 512)) -> None:
         super().__init__()
-        self.double_conv = double_conv(in_channels, 64)
+        self.double_conv = double_conv(in_channels, widths[0])
         self.down_sample_list = nn.ModuleList(
-            nn.Sequential(nn.MaxPool2d(2, 2), *double_conv(cin, cout)) for cin, cout in ((64, 128), (128, 256), (256, 512), (512, 512))
+            nn.Sequential(nn.MaxPool2d(2, 2), *double_conv(cin, cout)) for cin, cout in zip(widths, widths[1:])
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
