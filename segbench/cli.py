@@ -19,7 +19,7 @@ from typing import NoReturn
 
 from segbench import PROJECT_ROOT
 from segbench.errors import SegbenchError, one_line_warnings
-from segbench.records import MEASUREMENTS, chosen_measurements
+from segbench.records import MEASURED_DATASET, MEASUREMENTS, chosen_measurements
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -504,7 +504,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         table.add_row(*map(escape, (
             s.name, s.family, s.backbone, s.build.architecture or s.build.callable, test,
             "—" if not reported or reported.miou is None
-            else f"{reported.miou:.2f}" + ("" if reported.dataset == "Cityscapes" else f" ({reported.dataset})"),
+            else f"{reported.miou:.2f}" + ("" if reported.dataset == MEASURED_DATASET else f" ({reported.dataset})"),
             "yes" if s.weights else "no",
         )))  # fmt: skip
     print_table(Console(), table)
@@ -564,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--x", nargs="+", choices=["latency", "fps", "macs", "params", "memory"], default=["latency", "macs", "params"],
                       help="one figure per cost axis, plots/miou_vs_<x>.<format> (default: latency macs params)")  # fmt: skip
     plot.add_argument("--y", choices=["miou"], default="miou", help="accuracy axis: mIoU, measured where a record has one, else reported")
-    plot.add_argument("--dataset", default="Cityscapes",
+    plot.add_argument("--dataset", default=MEASURED_DATASET,
                       help="whose mIoU to plot; a figure never mixes datasets (default: Cityscapes; e.g. ADE20K, reported numbers)")  # fmt: skip
     plot.add_argument("--hardware", nargs="+", help="one hardware slug, or two to draw in one figure (default: the one with most records)")
     plot.add_argument("--models", nargs="+", default=["all"], help="names, globs or families to plot (default: all)")

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from segbench.errors import SegbenchError, located, one_line
+from segbench.records import MEASURED_DATASET
 
 CITYSCAPES_SIZE = (1024, 2048)  # (H, W)
 IMAGENET_MEAN = (123.675, 116.28, 103.53)  # RGB, 0-255 scale, as mmsegmentation's configs
@@ -173,7 +174,6 @@ def _check_mapping(mapping: Any, schema: dict[str, tuple[Any, bool]], where: str
 
 # --------------------------------------------------------------------------- specs
 
-
 @dataclass(frozen=True)
 class ReportedResult:
     """Numbers the model's authors published, with where they published them."""
@@ -249,14 +249,14 @@ class ModelSpec:
         """The builder loads trained weights itself (`Weights: builtin`): nothing to download, and its mIoU is real."""
         return self.weights == BUILTIN_WEIGHTS
 
-    def reported_on(self, dataset: str = "Cityscapes") -> ReportedResult | None:
+    def reported_on(self, dataset: str = MEASURED_DATASET) -> ReportedResult | None:
         return next((r for r in self.reported if r.dataset == dataset), None)
 
     @property
     def headline_result(self) -> ReportedResult | None:
         """The reported result that the list, the page and the plots show: Cityscapes where the entry
         reports one (segbench measures Cityscapes), else its first (an ADE20K-only model's)."""
-        return self.reported_on("Cityscapes") or (self.reported[0] if self.reported else None)
+        return self.reported_on(MEASURED_DATASET) or (self.reported[0] if self.reported else None)
 
     @property
     def params_count_norm_statistics(self) -> bool:

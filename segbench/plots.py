@@ -30,7 +30,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from segbench.errors import SegbenchError
-from segbench.report import MEASURED_DATASET
+from segbench.records import MEASURED_DATASET
 
 
 @dataclass(frozen=True)

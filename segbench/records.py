@@ -21,6 +21,8 @@ from segbench.tempfiles import owned_temp_file, remove_abandoned
 
 SCHEMA_VERSION = 1
 FAILED_SUFFIX = ".failed.json"
+MEASURED_DATASET = "Cityscapes"
+"""The dataset of every mIoU segbench measures (cityscapes.py); other datasets' numbers are reported ones."""
 CROSS_CHECK_TOLERANCE = 0.01
 """fvcore or thop may differ this much from the primary MACs count before the record and page say where."""
 MEASUREMENTS = ("latency", "macs", "memory", "miou", "params", "training")

@@ -23,7 +23,7 @@ from segbench import PROJECT_ROOT
 from segbench.errors import SegbenchError, one_line
 from segbench.formatting import fixed
 from segbench.manifest import BUILTIN_WEIGHTS, ModelSpec, load_zoo
-from segbench.records import CROSS_CHECK_TOLERANCE, is_demo_accuracy, iter_records, macs_per_image
+from segbench.records import CROSS_CHECK_TOLERANCE, MEASURED_DATASET, is_demo_accuracy, iter_records, macs_per_image
 from segbench.stats import latency_summary
 from segbench.validity import validity_of
 
@@ -40,8 +40,6 @@ _RECORD_COLUMNS += ("params_norm_statistics_m",)  # BatchNorm statistics of the 
 _RECORD_COLUMNS += ("shared_from",)  # the model whose measurement a record copied (records.SHARED_SECTIONS)
 _RECORD_COLUMNS += ("gmacs_forward", "macs_fvcore_ratio", "macs_thop_ratio", "macs_fvcore_differs_in")  # the counters apart
 _STAGES = ("preprocess", "forward", "postprocess")
-MEASURED_DATASET = "Cityscapes"
-"""The dataset of every mIoU segbench measures (cityscapes.py); other datasets' numbers are reported ones."""
 
 
 def _spec_columns(spec: ModelSpec, order: int) -> dict[str, Any]:

@@ -34,7 +34,8 @@ from segbench.eta import SweepPace, TimeLeftColumn, model_work
 from segbench.manifest import BUILTIN_WEIGHTS, ModelSpec
 from segbench.plan import measurement_key
 from segbench.records import (
-    MEASUREMENTS, SCHEMA_VERSION, SHARED_SECTIONS, current_record, read_record, record_path, reusable_complexity, write_record,
+    MEASURED_DATASET, MEASUREMENTS, SCHEMA_VERSION, SHARED_SECTIONS, current_record, read_record, record_path, reusable_complexity,
+    write_record,
 )  # fmt: skip
 from segbench.evaluate import evaluate
 from segbench.gpu_state import gpu_state_section, read_gpu_state
@@ -259,7 +260,7 @@ def measure(
     }
     started = time.perf_counter()
     evaluates = settings.evaluation is not None and "miou" in settings.measure
-    if evaluates and spec.reported and not spec.reported_on("Cityscapes"):  # another label set: no Cityscapes mIoU
+    if evaluates and spec.reported and not spec.reported_on(MEASURED_DATASET):  # another label set: no Cityscapes mIoU
         record["miou_skipped"] = f"reports {spec.reported[0].dataset} only; segbench measures mIoU on Cityscapes"
         evaluates = False
     if shared is not None:
