@@ -7,8 +7,9 @@ would silently skip (mv, addmv, dot, addbmm, F.bilinear). fvcore (the count mmse
 get_flops gives) and thop are optional cross-checks: fvcore traces a real forward pass on the
 device asked for; thop's module hooks read only shapes, so thop counts on the meta device (on the
 device asked for only where the model cannot run on meta). Where fvcore and the primary differ by
-more than 1% the count names the operators that differ. A model that cannot run on the meta device (it reads its input's values: .item(),
-numpy) is counted by fvcore instead, and the count says so.
+more than 1% the count names the operators that differ. A model that cannot run on the meta
+device (it reads its input's values: .item(), numpy) is counted by fvcore instead, and the count
+says so.
 
 Every counter runs on an eval-mode copy of the module tree: thop leaves `total_ops` buffers on the
 modules it visits, a failed fvcore trace leaves hooks, and none calls eval() (train-mode BatchNorm
@@ -327,7 +328,7 @@ def _cross_check(model: nn.Module, input_size: tuple[int, int], device: torch.de
         macs["cross_check_unavailable"] = unavailable
     if "fvcore" in macs and "thop" in macs:
         macs["thop_over_fvcore"] = macs["thop"] / macs["fvcore"] if macs["fvcore"] else None
-    macs["cross_check_seconds"] = round(time.perf_counter() - started, 4)  # fvcore's forward pass: a sweep's overhead
+    macs["cross_check_seconds"] = round(time.perf_counter() - started, 4)  # fvcore's forward pass and thop's count: a sweep's overhead
 
 
 def count_macs(
