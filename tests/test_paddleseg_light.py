@@ -73,7 +73,7 @@ def test_layers_paddleseg_never_runs_change_nothing_and_stay_frozen(architecture
     """The weights left out of params_inference (PaddleSeg saves them, its forward skips them):
     changing them leaves the logits bit-identical, and no training step would update them."""
     model, image, logits = logits_on_a_random_image(architecture, kwargs_of(architecture))
-    prefixes = tuple(f"{name}." for name in model.training_only)
+    prefixes = model.never_run
     unused = [(name, p) for name, p in model.named_parameters() if name.startswith(prefixes)]
     assert unused and all(not p.requires_grad for _, p in unused)
     with torch.no_grad():

@@ -110,7 +110,7 @@ class ESPNetV1(nn.Module):
         self.level2_up = nn.Sequential(nn.ConvTranspose2d(c, c, 2, stride=2, bias=False), BNPReLU(c))
         self.out_proj = PaddleConvBNPReLU(16 + in_channels + c, c, 3)
         self.out_up = nn.ConvTranspose2d(c, c, 2, stride=2, bias=False)
-        mark_unused(self, ("br3", "level2_proj"))
+        mark_unused(self, ("br3.", "level2_proj."))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         p1, p2, p3 = self.encoder(image)

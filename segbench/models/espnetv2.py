@@ -158,7 +158,7 @@ class ESPNetV2(nn.Module):
         self.act_l3 = BNPReLU(num_classes)
         self.project_l2 = PaddleConvBNPReLU(c[1] + num_classes, num_classes, 1, bias=False)
         self.project_l1 = nn.Sequential(nn.Dropout2d(drop_prob), nn.Conv2d(c[0] + num_classes, num_classes, 1, bias=False))
-        mark_unused(self, tuple(f"backbone.{level}.eesp._act" for level in ("level2", "level3_0", "level4_0")))
+        mark_unused(self, tuple(f"backbone.{level}.eesp._act." for level in ("level2", "level3_0", "level4_0")))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         l1, l2, l3, l4 = self.backbone(image)

@@ -20,6 +20,7 @@ from segbench.layers import resize
 from segbench.models.backbones.resnet_vd import ConvBN, ResNetVd
 from segbench.models.glore import AUXILIARY_LOSS_WEIGHT, PaddleAuxLayer
 from segbench.models.registry import register_architecture
+from segbench.models.segmentor import mark_unused
 
 
 class SeparableConvBNReLU(nn.Module):
@@ -143,7 +144,6 @@ class GINet(nn.Module):
     auxiliary logits on stage 3, each with its loss weight in `loss_weights`."""
 
     training_only = ("auxlayer",)
-    never_run = ("head.gloru.graph.transfer.value_conv_vis.", "head.gloru.graph.gamma_word")  # the discarded class nodes
     loss_weights = (1.0, AUXILIARY_LOSS_WEIGHT)
 
     def __init__(self, backbone: ResNetVd, num_classes: int, *, align_corners: bool = True) -> None:
@@ -153,6 +153,7 @@ class GINet(nn.Module):
         self.head = GIHead(4 * 512, num_classes)
         self.auxlayer = PaddleAuxLayer(backbone.out_channels[2], backbone.out_channels[2] // 4, num_classes, bias=False)
         self.align_corners = align_corners
+        mark_unused(self, ("head.gloru.graph.transfer.value_conv_vis.", "head.gloru.graph.gamma_word"))  # the discarded class nodes
 
     def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         _, c2, c3, c4 = self.backbone(image)

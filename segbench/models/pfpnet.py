@@ -8,7 +8,7 @@ PaddleSeg's forward, kept as it runs: the coarsest level (stage 4's lateral) fee
 and the scale heads are applied one level off (head 1 to stage 3's map, head 2 to stage 2's), so
 with stages 2-4 all at 1/8 head 2 upsamples to 1/2 before the resize back to 1/4. Its checkpoints
 also hold layers no forward uses (`fpn_out.3`, `scale_heads.3`, `conv_last`): they exist so the
-weights load with strict=True, and are named in `never_run` (out of the inference count and the
+weights load with strict=True, and are marked unused (`never_run`: out of the inference count and the
 training step). The Cityscapes config has no auxiliary head.
 """
 
@@ -22,6 +22,7 @@ from torch import nn
 from segbench.layers import resize
 from segbench.models.backbones.resnet_vd import ConvBN, ResNetVd
 from segbench.models.registry import register_architecture
+from segbench.models.segmentor import mark_unused
 
 
 def _scale_head(channels: int, steps: int, upsample: bool) -> nn.Sequential:
@@ -67,13 +68,12 @@ class PFPNHead(nn.Module):
 class PFPNNet(nn.Module):
     """Logits resized to the input (bilinear, the model's align_corners)."""
 
-    never_run = ("head.fpn_out.3.", "head.scale_heads.3.", "head.conv_last.")
-
     def __init__(self, backbone: ResNetVd, num_classes: int, *, channels: int = 256, align_corners: bool = False) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = PFPNHead(backbone.out_channels, channels, num_classes)
         self.align_corners = align_corners
+        mark_unused(self, ("head.fpn_out.3.", "head.scale_heads.3.", "head.conv_last."))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return resize(self.head(self.backbone(image)), tuple(image.shape[-2:]), self.align_corners)

@@ -72,7 +72,7 @@ class PPHumanSegLite(nn.Module):
         self.depthwise_separable0 = SeparableConvBNReLU(144, 64)
         self.depthwise_separable1 = SeparableConvBNReLU(82, 64)
         self.depthwise_separable2 = SeparableConvBNReLU(64, num_classes)
-        unused = (f"{name}._depthwise_separable_0" for name, block in self.named_modules() if getattr(block, "stride", None) == 1)
+        unused = (f"{name}._depthwise_separable_0." for name, block in self.named_modules() if getattr(block, "stride", None) == 1)
         mark_unused(self, tuple(unused))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,8 @@ AUXILIARY_PREFIX = "auxiliary_head."
 def training_only_prefixes(model: nn.Module) -> tuple[str, ...]:
     """Parameter-name prefixes of what only training runs: the auxiliary head, the decode
     head's own training branches, and what a model outside EncoderDecoder (PaddleSeg's layout)
-    names in its own `training_only`, and the parameter-name prefixes in its `never_run` (what its
-    checkpoints hold but no forward uses). The inference parameter count leaves these out."""
+    names in its own `training_only`; and of what no forward runs (`never_run`, set by
+    mark_unused). The inference parameter count leaves these out."""
     decode_head = getattr(model, "decode_head", None)
     branches = getattr(decode_head, "training_only", ())
     own = getattr(model, "training_only", ())
@@ -27,12 +27,12 @@ def training_only_prefixes(model: nn.Module) -> tuple[str, ...]:
     return (AUXILIARY_PREFIX, *(f"decode_head.{name}." for name in branches), *(f"{name}." for name in own), *never_run)
 
 
-def mark_unused(model: nn.Module, names: tuple[str, ...]) -> None:
-    """Name the layers a model keeps only so that its checkpoints load (PaddleSeg builds and saves
-    some that its forward never runs) in its `training_only`, so that the inference parameter
-    count leaves them out, and freeze them: no training step reaches them either."""
-    model.training_only = names
-    prefixes = tuple(f"{name}." for name in names)
+def mark_unused(model: nn.Module, prefixes: tuple[str, ...]) -> None:
+    """Name, by parameter-name prefix (`layer.` for a module, the whole name for a parameter), what a
+    model keeps only so that its checkpoints load (PaddleSeg builds and saves layers its forward
+    never runs) in its `never_run`, so that the inference parameter count leaves them out, and
+    freeze them: no training step reaches them either."""
+    model.never_run = prefixes
     for name, parameter in model.named_parameters():
         if name.startswith(prefixes):
             parameter.requires_grad_(False)
