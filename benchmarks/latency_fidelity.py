@@ -57,10 +57,10 @@ def hand_loop(model, x: torch.Tensor, align_corners: bool, iterations: int) -> l
 def compare(model, test: InferenceSettings, device: torch.device, *, images: int, warmup: int, repeats: int) -> dict:
     """Medians (s) of segbench and of the hand loop per repeat, their ratios and spreads."""
     model = model.to(device).eval()
-    stages = prediction_stages(model, test)
-    image = torch.randint(0, 256, (1, 3, *test.test_size), generator=torch.Generator().manual_seed(0), dtype=torch.uint8).to(device)
+    stages = prediction_stages(model, test, device=device)
+    image = torch.randint(0, 256, (1, 3, *test.test_size), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     with torch.inference_mode():
-        x = stages.preprocess(image)
+        x = stages.run(image, ["copy_in", "preprocess"])
     ours, hand = [], []
     with cudnn_flags(benchmark=False, deterministic=True):
         time_predictions(stages, [image], device, iterations=warmup)

@@ -44,6 +44,13 @@ def _integer_at_least(least: int):
 _positive, _non_negative = _integer_at_least(1), _integer_at_least(0)
 
 
+def _warmup(text: str) -> int | str:
+    """--warmup: a count of discarded passes, or 'auto' (until the latency is steady)."""
+    from segbench.protocols import AUTO
+
+    return AUTO if text == AUTO else _non_negative(text)
+
+
 def _sha256(text: str) -> str:
     if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
         raise argparse.ArgumentTypeError(f"expected the 64 hex digits of a sha256, got {text!r}")
@@ -93,13 +100,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from segbench.build import model_builder
     from segbench.plan import TimeBudget, sweep_order
     from segbench.records import iter_records
+    from segbench.protocols import get_protocol
     from segbench.runner import BenchSettings, default_warmup, rank, resolve_device, resolve_evaluation, run_sweep
     from segbench.summary import efficiency_line, print_summary
 
     console = Console(stderr=True, soft_wrap=True)
     _apply_preset(args)
-    if args.compile and args.warmup is not None and args.warmup < 1:
-        raise SegbenchError("--compile: needs --warmup 1 or more, since the first call compiles the model and must not be timed")
+    if args.compile:
+        if args.backend not in (None, "compile"):
+            raise SegbenchError(f"--compile: is --backend compile, which conflicts with --backend {args.backend}")
+        args.backend = "compile"
+    protocol = get_protocol(args.protocol).with_overrides(
+        images=args.images, warmup=args.warmup, backend=args.backend, precision=None if args.dtype == "fp32" else args.dtype
+    )  # fmt: skip
+    if protocol.backend == "compile" and protocol.warmup == 0:
+        raise SegbenchError("--backend compile: needs --warmup 1 or more, since the first call compiles the model and must not be timed")
     specs = _selected_specs(args.zoo, args.models)
     specs = sweep_order(specs, args.order or ("breadth" if args.time_budget and args.models == ["all"] else "manifest"))
     for spec in specs:
@@ -119,11 +134,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.measure and "miou" in args.measure and evaluation is None:
         raise SegbenchError("--measure miou: needs a dataset; give --data-root DIR or --eval")
     settings = BenchSettings(
-        device=device, images=args.images, warmup=default_warmup(device) if args.warmup is None else args.warmup,
-        input_size=args.input_size,
+        device=device, images=protocol.images, warmup=default_warmup(device) if protocol.warmup is None else protocol.warmup,
+        protocol=protocol, input_size=args.input_size,
         weights=args.weights, checkpoint=args.checkpoint, evaluation=evaluation, dtype=args.dtype,
         checkpoint_sha256=args.sha256, trust_checkpoints=args.trust_checkpoints,
-        channels_last=args.channels_last, compile=args.compile, train_iters=args.train_iters,
+        channels_last=args.channels_last, train_iters=args.train_iters,
         measure=args.measure or MEASUREMENTS,
     )  # fmt: skip
     results_dir = _paths(args)[0]
@@ -159,8 +174,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-_BENCH_DEFAULTS = {"models": ["all"], "images": 200, "warmup": None, "input_size": None, "device": None, "train_iters": 10,
-                   "measure": None}
+_BENCH_DEFAULTS = {"models": ["all"], "images": None, "warmup": None, "input_size": None, "device": None, "train_iters": 10,
+                   "measure": None, "protocol": "mmseg"}
 
 
 def _apply_preset(args: argparse.Namespace) -> None:
@@ -619,8 +634,12 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--gpu", type=int, help="CUDA device index; an error if that GPU is not there")
     where.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda:0 if available, else cpu)")
-    p.add_argument("--images", type=_positive, help="timed images per model (default: 200)")
-    p.add_argument("--warmup", type=_non_negative, help="discarded warm-up iterations (default: 5 on CUDA, as mmsegmentation; 1 on the CPU)")
+    p.add_argument("--protocol", help="timing protocol: what is timed and how, as a paper's script timed it "
+                   "(mmseg [default], ddrnet, stdc, hardnet, ppliteseg, paddleseg; README → Timing protocols)")
+    p.add_argument("--images", type=_positive, help="timed images per model (default: the protocol's; mmseg: 200)")
+    p.add_argument("--warmup", type=_warmup, help="discarded warm-up passes, or 'auto' until the latency is steady "
+                   "(default: the protocol's; mmseg: 5 on CUDA, as mmsegmentation; 1 on the CPU)")
+    p.add_argument("--backend", choices=["eager", "compile", "onnxruntime"], help="what runs the network (default: the protocol's)")
     p.add_argument("--input-size", type=_size, help="HxW overriding every manifest's test size (recorded)")
     p.add_argument("--weights", action="store_true", help="load each model's published weights (downloaded once, sha256-checked)")
     p.add_argument("--checkpoint", help="a checkpoint file or URL for the one selected model")
@@ -633,7 +652,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers for mIoU (default: 2)")
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32", help="fp16/bf16: forward under torch.autocast (default: fp32)")
     p.add_argument("--channels-last", action="store_true", help="model and input in channels_last memory format")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model before timing (compiled during warm-up)")
+    p.add_argument("--compile", action="store_true", help="the same as --backend compile: torch.compile, compiled during warm-up")
     p.add_argument("--train-iters", type=_non_negative, help="timed training steps for training memory and s/iter, CUDA only; 0 skips (default: 10)")
     p.add_argument("--measure", type=_measurements, metavar="LIST",
                    help=f"comma list of what to measure: {','.join(MEASUREMENTS)} (default: all; miou needs a dataset)")

@@ -16,8 +16,8 @@ when it exceeds what the measured spread of both samples allows:
 5. A record that fails its validity checks (segbench.validity: INVALID) gets no verdict: "invalid record".
 
 Params, MACs and memory are single numbers without a spread: their ratios are shown, not judged.
-Records measured under different settings (COMPARED_SETTINGS) are paired but neither judged nor
-divided: the row says which settings differ, and the CI gate never fires on it.
+Records measured under different settings (COMPARED_SETTINGS), a different timing protocol above all, are
+paired but neither judged nor divided: the row says which settings differ, and the CI gate never fires on it.
 No torch here.
 """
 
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.errors import SegbenchError
+from segbench.protocols import protocol_name
 from segbench.records import iter_records, macs_per_image
 from segbench.stats import median_ci
 from segbench.validity import INVALID, validity_of
@@ -106,13 +107,19 @@ def _get(record: dict, *keys: str) -> Any:
 
 
 # The settings that change a measured number; a pair that differs in any of them is shown, not judged.
-COMPARED_SETTINGS = ("input_size", "dtype", "autocast", "channels_last", "compile", "device_type", "mode", "batch_size", "images",
-                     "weights", "evaluation")  # fmt: skip
+COMPARED_SETTINGS = ("protocol", "backend", "input_size", "dtype", "autocast", "channels_last", "compile", "cudnn_benchmark",
+                     "device_type", "mode", "batch_size", "images", "weights", "evaluation")  # fmt: skip
 _EVALUATION_PLACE = ("data_root", "world_size")  # where the dataset sits and how many ranks shared it: the same mIoU either way
 
 
 def _setting(record: dict, key: str) -> Any:
-    value = _get(record, "settings", key)
+    """A record's value of one COMPARED_SETTINGS key; records made before protocols followed mmseg's, eagerly."""
+    settings = record.get("settings") or {}
+    if key == "protocol":  # what a protocol's overrides change (count, backend, precision) is compared on its own
+        return protocol_name(settings)
+    if key == "backend":
+        return settings.get("backend") or ("compile" if settings.get("compile") else "eager")
+    value = settings.get(key)
     if key == "evaluation" and isinstance(value, dict):
         value = {k: v for k, v in value.items() if k not in _EVALUATION_PLACE}
     return value

@@ -30,6 +30,7 @@ import torch
 from rich.progress import Progress
 
 from segbench.manifest import ModelSpec, load_manifest
+from segbench.protocols import protocol_from_settings
 from segbench.runner import BenchSettings, Evaluation, failure_record, is_out_of_memory, measure_or_failure
 
 STDERR_TAIL = 4000
@@ -48,6 +49,7 @@ def _settings_from_json(raw: dict[str, Any]) -> BenchSettings:
         "input_size": tuple(raw["input_size"]) if raw["input_size"] else None,
         "evaluation": Evaluation(**raw["evaluation"]) if raw["evaluation"] else None,
         "measure": tuple(raw["measure"]),
+        "protocol": protocol_from_settings(raw["protocol"]),
     })  # fmt: skip
 
 

@@ -113,8 +113,11 @@ def sweep_order(specs: list[ModelSpec], order: str) -> list[ModelSpec]:
 
 
 def _iterations(record: dict[str, Any]) -> int:
-    settings = record.get("settings") or {}
-    return int(settings.get("images") or 0) + int(settings.get("warmup") or 0)
+    """The passes a record's model ran: as timed and warmed up where the record says, else as its settings planned."""
+    settings, latency = record.get("settings") or {}, record.get("latency") or {}
+    timed = len(latency["samples"]) if isinstance(latency.get("samples"), list) else settings.get("images")
+    warmup = latency["warmup"].get("iterations") if isinstance(latency.get("warmup"), dict) else settings.get("warmup")
+    return sum(n for n in (timed, warmup) if isinstance(n, int) and not isinstance(n, bool))
 
 
 @dataclass(frozen=True)

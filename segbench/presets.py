@@ -12,7 +12,7 @@ from segbench.records import chosen_measurements
 
 PRESET_DIR = PROJECT_ROOT / "zoo" / "presets"
 _FIELDS: dict[str, type] = {"models": list, "device": str, "images": int, "warmup": int, "input_size": list, "train_iters": int,
-                            "measure": list}  # fmt: skip
+                            "measure": list, "protocol": str}  # fmt: skip
 
 
 def load_preset(name_or_path: str) -> dict[str, Any]:

@@ -39,7 +39,6 @@ _RECORD_COLUMNS += ("validity", "validity_failures")  # validity.verdict: VALID,
 _RECORD_COLUMNS += ("params_norm_statistics_m",)  # BatchNorm statistics of the inference graph (PaddleSeg counts them)
 _RECORD_COLUMNS += ("shared_from",)  # the model whose measurement a record copied (records.SHARED_SECTIONS)
 _RECORD_COLUMNS += ("gmacs_forward", "macs_fvcore_ratio", "macs_thop_ratio", "macs_fvcore_differs_in")  # the counters apart
-_STAGES = ("preprocess", "forward", "postprocess")
 
 
 def _spec_columns(spec: ModelSpec, order: int) -> dict[str, Any]:
@@ -67,6 +66,14 @@ def _spec_columns(spec: ModelSpec, order: int) -> dict[str, Any]:
     }
 
 
+def _page_stages(stages: dict[str, Any]) -> dict[str, list[float] | None]:
+    """The page's three stage columns from a record's stages: postprocessing is every stage after forward that ran
+    (resize, argmax, copy_out), summed per prediction; records made before protocols have it as one stage."""
+    after = [stages[name] for name in ("resize", "argmax", "copy_out") if isinstance(stages.get(name), list)]
+    post = [sum(parts) for parts in zip(*after)] if after else stages.get("postprocess")
+    return {"preprocess": stages.get("preprocess"), "forward": stages.get("forward"), "postprocess": post}
+
+
 def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> dict[str, Any]:
     env, settings = record["environment"], record["settings"]
     row: dict[str, Any] = {
@@ -81,7 +88,7 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
         "batch": settings.get("batch_size"),
         "dtype": settings.get("dtype"),
         "layout": ("channels_last" if settings.get("channels_last") else "contiguous")
-        + (", torch.compile" if settings.get("compile") else ""),
+        + (f", {settings['backend']}" if settings.get("backend", "eager") != "eager" else ", torch.compile" if settings.get("compile") else ""),
         "cudnn": f"benchmark={settings.get('cudnn_benchmark')}, deterministic={settings.get('cudnn_deterministic')}",
         "input_kind": settings.get("input"),
         "weights_source": settings["weights"] if settings.get("weights") in ("random-init", BUILTIN_WEIGHTS) else "published",
@@ -111,8 +118,10 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
             latency_ci_high_ms=stats["median_ci95_high_ms"],
             latency_events_ms=_median_ms(latency.get("cuda_event_samples")),
             stage_clock=stages.get("clock"),
-            **{f"{stage}_ms": _median_ms(stages.get(stage)) for stage in _STAGES},
+            **{f"{stage}_ms": _median_ms(samples) for stage, samples in _page_stages(stages).items()},
             fps=stats["fps"],
+            images=len(latency["samples"]),
+            warmup=(latency.get("warmup") or {}).get("iterations", settings["warmup"]),
             load_1min=latency.get("load_average_1min"),
         )
     memory = record.get("memory") or {}
@@ -267,6 +276,11 @@ def _link(url: Any, text: str) -> str:
     return _code(markdown_text(url))
 
 
+def _whole(value: Any) -> str:
+    """A count as pandas may hold it (1.0), or a word such as 'auto', for the page."""
+    return str(int(value)) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
 _URL_SAFE = ":/?#@!$&'*+,;=%~"  # RFC 3986 delimiters kept; space, ( ) | ` < > [ ] \ and non-ASCII percent-encoded
 
 
@@ -277,7 +291,7 @@ def _settings_by_hardware(rows: list[dict[str, Any]]) -> dict[str, str]:
         return ", ".join(sorted({(text or (lambda r: str(r[key])))(r) for r in rows if r.get(key) is not None})) or "—"
 
     return {
-        "timed": values("images", lambda r: f"{int(r['images'])} after {int(r['warmup'])} warm-up"),
+        "timed": values("images", lambda r: f"{_whole(r['images'])} after {_whole(r['warmup'])} warm-up"),
         "batch": values("batch", lambda r: str(int(r["batch"]))),
         "dtype": values("dtype"),
         "layout": values("layout"),

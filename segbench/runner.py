@@ -9,6 +9,7 @@ the model and evaluates its shard of the dataset; rank 0 alone profiles and writ
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import importlib.util
 import json
@@ -39,9 +40,11 @@ from segbench.records import (
 )  # fmt: skip
 from segbench.evaluate import evaluate
 from segbench.gpu_state import gpu_state_section, read_gpu_state
-from segbench.inference import inference_settings
+from segbench.inference import inference_settings, normalize
 from segbench.layers import resize
-from segbench.timing import DTYPES, cudnn_flags, peak_memory, prediction_stages, time_predictions
+from segbench.protocols import AUTO, PROTOCOLS, Protocol
+from segbench import timing
+from segbench.timing import DTYPES, STEADY, cudnn_flags, peak_memory, prediction_stages
 from segbench.training import (
     AUXILIARY_LOSS_WEIGHT, CUDNN, IGNORE_INDEX, SGD, WARMUP_STEPS, measure_training, per_gpu_batch, training_precision,
 )  # fmt: skip
@@ -90,9 +93,12 @@ def default_warmup(device: torch.device) -> int:
 
 @dataclass(frozen=True)
 class BenchSettings:
+    """`images` and `warmup` are the protocol's after the user's overrides, warmup resolved for the device (an int or
+    AUTO); `images` is None when the protocol times for a minimum duration instead."""
+
     device: torch.device
-    images: int = 200
-    warmup: int = 5
+    images: int | None = 200
+    warmup: int | str = 5
     input_size: tuple[int, int] | None = None  # overrides every manifest's Test.size
     weights: bool = False  # load each manifest's published weights
     checkpoint: str | None = None  # one file or URL for the (single) selected model
@@ -101,7 +107,7 @@ class BenchSettings:
     evaluation: Evaluation | None = None
     dtype: str = "fp32"  # fp16/bf16: the forward pass under torch.autocast
     channels_last: bool = False
-    compile: bool = False  # torch.compile the model before timing (compiled during warm-up)
+    protocol: Protocol = PROTOCOLS["mmseg"]  # what is timed and how; its backend "compile" compiles during warm-up
     train_iters: int = 10  # timed training steps on CUDA; 0 skips training memory and s/iter
     measure: tuple[str, ...] = MEASUREMENTS  # what to measure, a subset of MEASUREMENTS
 
@@ -122,13 +128,15 @@ class BenchSettings:
             "dtype": str(DTYPES[self.dtype]).removeprefix("torch."),
             "autocast": self.dtype != "fp32",
             "channels_last": self.channels_last,
-            "compile": self.compile,
+            "compile": self.protocol.backend == "compile",
+            "backend": self.protocol.backend,
+            "protocol": self.protocol.as_settings(),
             "mode": spec.test.mode,
             "align_corners": spec.test.align_corners,
             "images": self.images,
             "warmup": self.warmup,
-            "cudnn_benchmark": False,
-            "cudnn_deterministic": True,
+            "cudnn_benchmark": self.protocol.cudnn_benchmark,
+            "cudnn_deterministic": not self.protocol.cudnn_benchmark,
             "allow_tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
             "allow_tf32_cudnn": torch.backends.cudnn.allow_tf32,
             "torch_threads": torch.get_num_threads(),
@@ -137,6 +145,11 @@ class BenchSettings:
             "measure": sorted(self.measure),
             "builder": builder_source(spec),
         }
+
+    def planned_passes(self) -> int:
+        """Warm-up and timed passes this sweep plans per model, for time budgets; a duration protocol's count is not
+        known in advance and AUTO counts as STEADY's shortest settling."""
+        return (self.images or 0) + (2 * STEADY["window"] if self.warmup == AUTO else self.warmup)
 
     def training_settings(self, spec: ModelSpec) -> dict[str, Any] | None:
         """How the training step is measured; None where it is not (CPU, --train-iters 0, not in --measure)."""
@@ -345,31 +358,68 @@ def _profile(
     if not wanted & {"latency", "memory"}:
         return
 
+    protocol = settings.protocol
     with _phase(record, "to_device"):
         model.to(settings.device)
         if settings.channels_last:
             model.to(memory_format=torch.channels_last)
-        network = torch.compile(model) if settings.compile else model
-        stages = prediction_stages(network, test, dtype=settings.dtype, channels_last=settings.channels_last)
-        images = timing_images(dataset, settings.images, size)
+        images = timing_images(dataset, settings.images or 1, size)
+        network = _timed_network(model, protocol, test, images[0], settings, record)
+        stages = prediction_stages(
+            network, test, dtype=settings.dtype, channels_last=settings.channels_last, protocol=protocol, device=settings.device
+        )  # fmt: skip
     device = settings.device
 
-    with cudnn_flags(benchmark=False, deterministic=True):
-        progress.update(task, description=f"{spec.name}: warm-up", total=settings.warmup, completed=0)
+    with cudnn_flags(benchmark=protocol.cudnn_benchmark, deterministic=not protocol.cudnn_benchmark):
+        fixed = settings.warmup != AUTO
+        progress.update(task, description=f"{spec.name}: warm-up", total=settings.warmup if fixed else None, completed=0)
         with _phase(record, "warmup"):
-            time_predictions(stages, images, device, iterations=settings.warmup, on_step=lambda: progress.advance(task))
+            warmup = timing.warm_up(stages, images, device, settings.warmup, sync_each=protocol.sync_each, on_step=lambda: progress.advance(task))
         if "latency" in wanted:
-            progress.update(task, description=f"{spec.name}: timing", total=settings.images, completed=0)
+            iterations, calibration = settings.images, None
+            if iterations is None:
+                progress.update(task, description=f"{spec.name}: calibrating {protocol.min_seconds:g} s of passes", total=None)
+                with _phase(record, "calibration"):
+                    iterations, calibration = timing.calibrated_iterations(stages, images, device, protocol.min_seconds, sync_each=protocol.sync_each)
+            progress.update(task, description=f"{spec.name}: timing", total=iterations, completed=0)
             before, load = read_gpu_state(device), load_average_1min()
             with _phase(record, "timed"):
-                latency = time_predictions(stages, images, device, iterations=settings.images, on_step=lambda: progress.advance(task))
+                latency = timing.time_predictions(
+                    stages, images, device, iterations=iterations, sync_each=protocol.sync_each, on_step=lambda: progress.advance(task)
+                )  # fmt: skip
             after = read_gpu_state(device)
-            record["latency"] = dict(latency, distinct_images=len(images), load_average_1min=load)
-            record["gpu_state"] = gpu_state_section(before, after, settings.images)
+            record["latency"] = dict(latency, distinct_images=len(images), load_average_1min=load, warmup=warmup)
+            if calibration is not None:
+                record["latency"]["calibration"] = calibration
+            record["gpu_state"] = gpu_state_section(before, after, iterations)
         if "memory" in wanted:
             progress.update(task, description=f"{spec.name}: peak memory")
             with _phase(record, "memory"):
-                record["memory"] = peak_memory(stages, images[0].to(device))
+                record["memory"] = peak_memory(stages, images[0], device)
+
+
+def _timed_network(model, protocol: Protocol, test, image: torch.Tensor, settings: BenchSettings, record: dict):
+    """What the forward stage calls: the model with BatchNorm folded (a copy, so mIoU and training use the model as
+    built) when the protocol folds, then run by the protocol's backend. Params and MACs are counted before, on the
+    model as built; the record says what was folded and which backend ran."""
+    timed = model
+    if protocol.fold_bn:
+        from segbench.fold import fold_batchnorm
+
+        timed = copy.deepcopy(model)
+        record["bn_folding"] = fold_batchnorm(timed, _backend_example(test, image, settings.device))
+    if protocol.backend == "eager":
+        return timed
+    from segbench.backends import forward_backend
+
+    network, record["backend"] = forward_backend(timed, protocol.backend, _backend_example(test, image, settings.device), settings.device)
+    return network
+
+
+def _backend_example(test, image: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A normalized input of the shape the forward stage gives the network: the image, or one window in slide mode."""
+    x = normalize(image.to(device), test.mean, test.std)
+    return x[..., : test.crop_size[0], : test.crop_size[1]] if test.mode == "slide" else x
 
 
 def timing_images(dataset: CityscapesDataset | None, count: int, size: tuple[int, int]) -> list[torch.Tensor]:
@@ -484,7 +534,7 @@ def run_sweep(
                     progress.console.print(f"  [dim]skip[/] {escape(spec.name)}: {skip}")
                     progress.update(overall, advance=1, finish_at=pace.finished(outcomes[-1]))
                     continue
-                iterations = settings.images + settings.warmup
+                iterations = settings.planned_passes()
                 shared = sources.get(key)
                 budgeted = budget is not None and shared is None  # a copy costs nothing worth budgeting
                 if budgeted and not budget.admit(spec.name, hardware, run_settings["input_size"], iterations):

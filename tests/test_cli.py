@@ -50,11 +50,11 @@ def test_bench_writes_records_page_and_plots(toy_zoo, tmp_path):
 
 
 def test_default_warmup_is_one_pass_on_the_cpu_and_mmsegmentations_five_on_cuda(toy_zoo, tmp_path, monkeypatch):
-    from segbench import runner
+    from segbench import runner, timing
 
     calls = []
-    real = runner.time_predictions
-    monkeypatch.setattr(runner, "time_predictions", lambda *a, **k: calls.append(k["iterations"]) or real(*a, **k))
+    real = timing.time_predictions
+    monkeypatch.setattr(timing, "time_predictions", lambda *a, **k: calls.append(k["iterations"]) or real(*a, **k))
     out = tmp_path / "out"
     assert main(["bench", "--zoo", str(toy_zoo), "--output", str(out), "--models", "toy_a", "--device", "cpu",
                  "--images", "2", "--no-report"]) == 0  # fmt: skip
@@ -122,7 +122,7 @@ def test_gpu_without_cuda_is_a_clear_error(toy_zoo, tmp_path, capsys):
         (["bench", "--models", "nope"], "no model matches 'nope'"),
         (["bench", "--device", "tpu"], "--device: expected cpu or cuda[:N], got 'tpu'"),
         (["bench", "--preset", "nope"], "no preset 'nope'"),
-        (["bench", "--compile", "--warmup", "0"], "--compile: needs --warmup 1 or more"),
+        (["bench", "--compile", "--warmup", "0"], "--backend compile: needs --warmup 1 or more"),
         (["list", "--models", "nope"], "no model matches 'nope'"),
     ],
 )

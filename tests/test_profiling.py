@@ -25,15 +25,16 @@ def only_record(out: Path, model: str) -> dict:
     return json.loads(path.read_text())
 
 
-def test_stages_split_the_prediction_and_the_sample_is_forward_plus_postprocessing():
+def test_stages_split_the_prediction_and_the_sample_is_forward_resize_and_argmax():
     stages = prediction_stages(tiny_segmentor(4).eval(), InferenceSettings(test_size=(32, 64)))
     image = torch.randint(0, 256, (1, 3, 32, 64), dtype=torch.uint8)
     assert stages(image).shape == (1, 32, 64)
     timing = time_predictions(stages, [image], torch.device("cpu"), iterations=4)
     split = timing["stages"]
     assert split["clock"] == "perf_counter" and "cuda_event_samples" not in timing
+    assert list(split)[1:] == ["copy_in", "preprocess", "forward", "resize", "argmax"] and timing["timed"] == ["forward", "resize", "argmax"]
     for i, sample in enumerate(timing["samples"]):
-        assert sample == pytest.approx(split["forward"][i] + split["postprocess"][i], rel=1e-3, abs=1e-5)
+        assert sample == pytest.approx(split["forward"][i] + split["resize"][i] + split["argmax"][i], rel=1e-3, abs=1e-5)
         assert split["preprocess"][i] > 0
 
 
@@ -44,7 +45,7 @@ def test_autocast_and_channels_last_give_the_fp32_prediction_on_a_toy(dtype):
     reference = prediction_stages(model, InferenceSettings(test_size=(32, 64)))
     low = prediction_stages(model, InferenceSettings(test_size=(32, 64)), dtype=dtype, channels_last=True)
     with torch.inference_mode():
-        assert low.forward(low.preprocess(image)).dtype == getattr(torch, {"bf16": "bfloat16", "fp16": "float16"}[dtype])
+        assert low.run(image, ["preprocess", "forward"]).dtype == getattr(torch, {"bf16": "bfloat16", "fp16": "float16"}[dtype])
         agree = (low(image) == reference(image)).float().mean()
     assert agree > 0.9  # low precision may flip a few near-ties
 
@@ -183,10 +184,10 @@ def test_cuda_records_events_memory_training_and_gpu_state(toy_zoo, tmp_path):
 @pytest.mark.parametrize("dtype", ["fp16", "bf16"])
 def test_cuda_autocast_forward_runs_in_low_precision(dtype):
     model = small_fcn().cuda()
-    stages = prediction_stages(model, InferenceSettings(test_size=(64, 64)), dtype=dtype, channels_last=True)
-    image = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8, device="cuda")
+    stages = prediction_stages(model, InferenceSettings(test_size=(64, 64)), dtype=dtype, channels_last=True, device=torch.device("cuda"))
+    image = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)
     with torch.inference_mode():
-        assert stages.forward(stages.preprocess(image)).dtype != torch.float32
+        assert stages.run(image, ["copy_in", "preprocess", "forward"]).dtype != torch.float32
     timing = time_predictions(stages, [image], torch.device("cuda"), iterations=3)
     assert len(timing["cuda_event_samples"]) == 3
 
@@ -198,16 +199,16 @@ def nbytes(*tensors):
 @cuda
 @pytest.mark.gpu
 def test_cuda_memory_holds_at_least_the_tensors_counted_by_hand():
-    """Inference: the static figure holds the weights, buffers and image; the peak adds the resized
+    """Inference: the static figure holds the weights and buffers; the peak adds the image copied in, the resized
     logits and the labels. Training: weights, gradients and SGD momentum (3 × the parameter bytes,
     every parameter of this FCN gets a gradient) and the batch are all alive at the end of backward."""
     model = small_fcn()
-    stages = prediction_stages(model.cuda(), InferenceSettings(test_size=(64, 64)))
-    image = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8, device="cuda")
-    memory = peak_memory(stages, image)
-    static = nbytes(*model.parameters(), *model.buffers(), image)
+    stages = prediction_stages(model.cuda(), InferenceSettings(test_size=(64, 64)), device=torch.device("cuda"))
+    image = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)
+    memory = peak_memory(stages, image, torch.device("cuda"))
+    static = nbytes(*model.parameters(), *model.buffers())
     assert memory["static_bytes"] >= static
-    assert memory["peak_allocated_bytes"] >= memory["static_bytes"] + 5 * 64 * 64 * 4 + 64 * 64 * 8
+    assert memory["peak_allocated_bytes"] >= memory["static_bytes"] + nbytes(image) + 5 * 64 * 64 * 4 + 64 * 64 * 8
     weights = nbytes(*model.parameters())
     training = measure_training(model.cpu(), torch.device("cuda"), (64, 64), batch=2, iterations=2)
     batch = 2 * 3 * 64 * 64 * 4 + 2 * 64 * 64 * 8  # float images, int64 labels

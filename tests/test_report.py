@@ -55,7 +55,9 @@ def test_every_measured_number_traces_to_its_record(measured):
         for row in (rows[0], rows[2]):
             assert f"| {TOY_MACS_G[record['model']]} |" in row
             assert f"| {TOY_PARAMS_M[record['model']]} |" in row
-        stages = [1000 * statistics.median(record["latency"]["stages"][s]) for s in ("preprocess", "forward", "postprocess")]
+        split = record["latency"]["stages"]
+        post = [resize + argmax for resize, argmax in zip(split["resize"], split["argmax"])]  # mmseg's protocol: resize, argmax
+        stages = [1000 * statistics.median(samples) for samples in (split["preprocess"], split["forward"], post)]
         assert f"| {stages[0]:.1f} / {stages[1]:.1f} / {stages[2]:.1f} |" in rows[1]
 
 
@@ -189,7 +191,7 @@ def test_load_is_read_before_each_models_timed_loop_and_shown_per_record(toy_zoo
     """Each getloadavg call returns a new value; the record must hold the one read just before its timed loop."""
     import os
 
-    import segbench.runner as runner
+    import segbench.timing as timing
 
     readings, at_timed_start = iter(float(n) for n in range(1, 1000)), {}
     last = [None]
@@ -198,15 +200,15 @@ def test_load_is_read_before_each_models_timed_loop_and_shown_per_record(toy_zoo
         last[0] = next(readings)
         return (last[0], 0.0, 0.0)
 
-    real = runner.time_predictions
+    real = timing.time_predictions
 
-    def time_predictions(stages, images, device, *, iterations, on_step):
+    def time_predictions(stages, images, device, *, iterations, **options):
         if iterations == 4:  # the timed loop, not the warm-up
             at_timed_start[len(at_timed_start)] = last[0]
-        return real(stages, images, device, iterations=iterations, on_step=on_step)
+        return real(stages, images, device, iterations=iterations, **options)
 
     monkeypatch.setattr(os, "getloadavg", getloadavg)
-    monkeypatch.setattr(runner, "time_predictions", time_predictions)
+    monkeypatch.setattr(timing, "time_predictions", time_predictions)
     out = tmp_path / "out"
     assert main(["bench", "--zoo", str(toy_zoo), "--output", str(out), "--device", "cpu", "--images", "4", "--warmup", "1",
                  "--no-report"]) == 0  # fmt: skip

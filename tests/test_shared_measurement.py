@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import segbench.runner
+import segbench.timing
 from segbench.cli import main
 from segbench.errors import SegbenchError
 from segbench.records import read_record
@@ -50,13 +51,13 @@ def counted(monkeypatch, tmp_path):
     log = tmp_path / "builds.log"
     monkeypatch.setenv("SWEEP_BUILD_LOG", str(log))
     calls = {"time_predictions": 0}
-    real = segbench.runner.time_predictions
+    real = segbench.timing.time_predictions
 
     def timing(*args, **kwargs):
         calls["time_predictions"] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(segbench.runner, "time_predictions", timing)
+    monkeypatch.setattr(segbench.timing, "time_predictions", timing)
     calls["builds"] = lambda: [line.split()[0] for line in log.read_text().splitlines()] if log.exists() else []
     return calls
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import segbench.runner
+import segbench.timing
 from segbench.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,7 +118,7 @@ def test_measure_params_and_macs_only_skips_timing_and_the_page_shows_dashes(toy
     def no_timing(*args, **kwargs):
         raise AssertionError("timed although --measure excludes latency")
 
-    monkeypatch.setattr(segbench.runner, "time_predictions", no_timing)
+    monkeypatch.setattr(segbench.timing, "time_predictions", no_timing)
     out = tmp_path / "out"
     assert bench(toy_zoo, out, "--models", "toy_a", "--measure", "params,macs") == 0
     record = records(out)["toy_a.json"]

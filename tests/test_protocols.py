@@ -1,0 +1,182 @@
+"""Timing protocols: what each times, the loop kinds, steady-state warm-up, duration calibration, recorded settings."""
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from segbench import timing
+from segbench.cli import main
+from segbench.compare import compare_records
+from segbench.inference import InferenceSettings
+from segbench.protocols import AUTO, PROTOCOLS, STAGES, Protocol, get_protocol, protocol_from_settings, protocol_name
+from segbench.errors import SegbenchError
+from segbench.timing import calibrated_iterations, is_steady, prediction_stages, time_predictions, warm_up
+from toy_models import tiny_segmentor
+
+CPU = torch.device("cpu")
+
+
+def image(h: int = 32, w: int = 64) -> torch.Tensor:
+    return torch.randint(0, 256, (1, 3, h, w), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("name", list(PROTOCOLS))
+def test_each_protocol_runs_the_stages_up_to_its_span_and_a_sample_is_the_span(name):
+    protocol = PROTOCOLS[name]
+    stages = prediction_stages(tiny_segmentor(4).eval(), InferenceSettings(test_size=(32, 64)), protocol=protocol)
+    result = time_predictions(stages, [image()], CPU, iterations=3, sync_each=protocol.sync_each)
+    ran = [stage for stage in result["stages"] if stage != "clock"]
+    assert ran == list(protocol.stages_run() if protocol.sync_each else protocol.stages_timed())
+    assert result["timed"] == list(protocol.stages_timed())
+    for i, sample in enumerate(result["samples"]):
+        assert sample == pytest.approx(sum(result["stages"][s][i] for s in protocol.stages_timed()), rel=1e-3, abs=2e-5)
+    with torch.inference_mode():
+        output = stages(image())
+    last = protocol.timed[1]
+    # what leaves the last stage: logits at the network's stride (16×32 here), at the input size, or labels
+    expected = {"forward": (1, 4, 16, 32), "resize": (1, 4, 32, 64), "argmax": (1, 32, 64), "copy_out": (1, 32, 64)}[last]
+    assert tuple(output.shape) == expected and output.device.type == "cpu"
+    if not protocol.sync_each:
+        assert result["loop"]["iterations"] == 3 and result["loop"]["seconds"] >= sum(result["samples"]) * 0.5
+
+
+class WideLogits(nn.Module):
+    """A cheap network whose logits are large at the input size: resize and argmax dominate a prediction."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(3, 64, 1)
+
+    def forward(self, x):
+        return self.head(x[..., ::8, ::8])
+
+
+def test_forward_only_is_never_slower_than_forward_resize_and_argmax():
+    test = InferenceSettings(test_size=(256, 512))
+    model = WideLogits().eval()
+    forward_only = prediction_stages(model, test, protocol=PROTOCOLS["ddrnet"])
+    full = prediction_stages(model, test, protocol=PROTOCOLS["mmseg"])
+    lows = {"forward_only": [], "full": []}
+    for _ in range(3):  # interleaved, so a burst of load hits both
+        lows["forward_only"].append(min(time_predictions(forward_only, [image(256, 512)], CPU, iterations=5, sync_each=False)["samples"]))
+        lows["full"].append(min(time_predictions(full, [image(256, 512)], CPU, iterations=5)["samples"]))
+    assert min(lows["forward_only"]) < min(lows["full"])
+
+
+def test_nearest_resize_is_used_where_the_protocol_says():
+    logits = torch.arange(8.0).view(1, 2, 2, 2)
+    stdc = prediction_stages(lambda x: logits, InferenceSettings(test_size=(4, 4)), protocol=PROTOCOLS["stdc"])
+    resized = stdc.run(image(4, 4), ["copy_in", "preprocess", "forward", "resize"])
+    assert torch.equal(resized, torch.nn.functional.interpolate(logits, size=(4, 4), mode="nearest"))
+    assert resized[0, 0, 0, 1] == 0 and resized[0, 0, 0, 2] == 1  # copies, no blend
+
+
+def test_is_steady_on_synthetic_series():
+    cold = [0.050, 0.030, 0.020, 0.012, 0.011, 0.0105, 0.0102, 0.0101, 0.0100, 0.0100]
+    assert not is_steady(cold, window=5, tolerance=0.02)  # median 0.012 before vs 0.0101 after: 16% apart
+    settled = cold + [0.0100, 0.0101, 0.0099, 0.0100, 0.0100]
+    assert is_steady(settled, window=5, tolerance=0.02)
+    assert not is_steady(settled[:9], window=5, tolerance=0.02)  # fewer than two windows
+
+
+def test_auto_warmup_stops_when_the_series_settles_and_keeps_the_trace(monkeypatch):
+    series = iter([0.5, 0.3, 0.2, 0.15, 0.12] + [0.1] * 100)
+
+    def fake(stages, images, device, *, iterations, sync_each=True, on_step=None):
+        return {"samples": [next(series) for _ in range(iterations)]}
+
+    monkeypatch.setattr(timing, "time_predictions", fake)
+    warm = warm_up(None, [], CPU, AUTO)
+    # at 13 passes the window before the last is [0.15, 0.12, 0.1, 0.1, 0.1]: median 0.1, as the last window's
+    assert warm["steady"] and warm["iterations"] == 13 and warm["trace"][:5] == [0.5, 0.3, 0.2, 0.15, 0.12]
+    assert warm["auto"]["window"] == 5 and warm["auto"]["tolerance"] == 0.02
+
+
+def test_auto_warmup_that_never_settles_stops_at_the_cap_and_says_so(monkeypatch):
+    counter = iter(range(1, 10**6))
+    monkeypatch.setattr(timing, "time_predictions", lambda *a, iterations, **k: {"samples": [0.001 * next(counter) for _ in range(iterations)]})
+    monkeypatch.setitem(timing.STEADY, "max_iterations", 30)
+    warm = warm_up(None, [], CPU, AUTO)
+    assert warm["iterations"] == 30 and warm["steady"] is False
+
+
+def test_a_duration_protocol_calibrates_the_count_that_fills_it(monkeypatch):
+    runs = []
+
+    def fake(stages, images, device, *, iterations, sync_each=True, on_step=None):
+        runs.append(iterations)
+        return {"samples": [0.1] * iterations}
+
+    monkeypatch.setattr(timing, "time_predictions", fake)
+    count, calibration = calibrated_iterations(None, [], CPU, 6.0)
+    assert runs == [1, 2, 4, 8, 16] and calibration == {"iterations": 16, "seconds": pytest.approx(1.6)}
+    assert count == 60  # 6 s at 0.1 s per pass
+
+
+def test_protocols_validate_and_round_trip():
+    with pytest.raises(ValueError, match="in order"):
+        Protocol("x", source="s", timed=("argmax", "forward"))
+    with pytest.raises(ValueError, match="must include forward"):
+        Protocol("x", source="s", timed=("copy_in", "preprocess"))
+    with pytest.raises(ValueError, match="exactly one"):
+        Protocol("x", source="s", images=None)
+    for protocol in PROTOCOLS.values():
+        assert protocol.source and protocol.stages_run() == STAGES[: STAGES.index(protocol.timed[1]) + 1]
+        assert protocol_from_settings(json.loads(json.dumps(protocol.as_settings()))) == protocol
+    changed = PROTOCOLS["ddrnet"].with_overrides(images=3, warmup=None)
+    assert changed.images == 3 and changed.min_seconds is None and changed.warmup == 10 and "images" in changed.overrides
+    with pytest.raises(SegbenchError, match="unknown protocol 'nope'; known: mmseg, ddrnet"):
+        get_protocol("nope")
+    assert protocol_name({}) == "mmseg"  # a record from before protocols
+
+
+def bench(zoo: Path, out: Path, *extra: str) -> int:
+    return main(["bench", "--zoo", str(zoo), "--output", str(out), "--models", "toy_a", "--device", "cpu", "--no-report", *extra])
+
+
+def only_record(out: Path) -> dict:
+    (path,) = (out / "results").glob("*/toy_a.json")
+    return json.loads(path.read_text())
+
+
+def test_bench_records_the_protocol_and_times_what_it_says(toy_zoo, tmp_path):
+    assert bench(toy_zoo, tmp_path / "a", "--protocol", "ddrnet", "--images", "4", "--warmup", "2") == 0
+    record = only_record(tmp_path / "a")
+    protocol = record["settings"]["protocol"]
+    assert protocol["name"] == "ddrnet" and protocol["fold_bn"] and protocol["sync_each"] is False
+    assert protocol["overrides"] == ["images", "min_seconds", "warmup"]
+    latency = record["latency"]
+    assert list(latency["stages"]) == ["clock", "forward"] and len(latency["samples"]) == 4 and latency["loop"]["iterations"] == 4
+    assert latency["warmup"]["iterations"] == 2 and len(latency["warmup"]["trace"]) == 2
+    assert record["bn_folding"]["folded"] == 0  # the toy has no BatchNorm
+    assert record["params"]["inference"] == sum(p.numel() for p in tiny_segmentor(4).parameters())
+
+
+def test_bench_auto_warmup_and_a_duration_protocol_on_the_cpu(toy_zoo, tmp_path):
+    assert bench(toy_zoo, tmp_path / "a", "--protocol", "stdc", "--warmup", "auto") == 0
+    record = only_record(tmp_path / "a")
+    settings, latency = record["settings"], record["latency"]
+    assert settings["images"] is None and settings["warmup"] == "auto" and settings["cudnn_benchmark"] is True
+    assert latency["warmup"]["steady"] in (True, False) and latency["warmup"]["iterations"] >= 10
+    calibration = latency["calibration"]
+    per_pass = calibration["seconds"] / calibration["iterations"]
+    assert len(latency["samples"]) == pytest.approx(6.0 / per_pass, rel=0.01, abs=1)  # the count that fills 6 s
+    assert sum(latency["samples"]) == pytest.approx(6.0, rel=0.6)  # per pass varies under load; the count is what was planned
+    assert statistics.median(latency["samples"]) > 0
+
+
+def test_compare_never_pairs_different_protocols(toy_zoo, tmp_path):
+    assert bench(toy_zoo, tmp_path / "a", "--images", "6", "--warmup", "1") == 0
+    assert bench(toy_zoo, tmp_path / "b", "--protocol", "ddrnet", "--images", "6", "--warmup", "1") == 0
+    row = compare_records(only_record(tmp_path / "a"), only_record(tmp_path / "b"))
+    assert "protocol mmseg vs ddrnet" in row["settings_differ"] and row["latency"] is None
+
+
+def test_unknown_protocol_is_one_line(toy_zoo, tmp_path, capsys):
+    assert bench(toy_zoo, tmp_path / "a", "--protocol", "fastest") == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("segbench: error: --protocol: unknown protocol 'fastest'") and "\n" not in err
