@@ -131,6 +131,8 @@ _ANY_RECORD = [
     ("settings.warmup", lambda v: _count(v) or v == "auto", "an integer >= 0 or 'auto'"),
     ("settings.batch_size", _optional(_count), "an integer >= 0 or null"),
     ("settings.weights", _optional(_text), "text or null"),
+    ("settings.protocol", _section, "an object or null"),
+    ("settings.protocol.name", _optional(_text), "text (a timing protocol's name)"),
     ("shared_from", _optional(lambda v: _text(v) and bool(_RECORD_FILE.fullmatch(v)) and not v.endswith(FAILED_SUFFIX)),
      "the file name of a successful record in the same folder, e.g. 'model.json'"),
 ]
