@@ -526,6 +526,29 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_protocols(args: argparse.Namespace) -> int:
+    """The shipped timing protocols: what each times and how, and the script it follows."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from segbench.protocols import PROTOCOLS
+    from segbench.summary import print_table
+
+    table = Table(title="timing protocols (bench --protocol NAME)")
+    for column in ("Protocol", "Timed span", "BN", "cudnn.benchmark", "Warm-up", "Timed", "Loop", "Backend", "Follows"):
+        table.add_column(column, no_wrap=column == "Protocol", overflow="fold")
+    for p in PROTOCOLS.values():
+        table.add_row(
+            p.name, " → ".join(p.stages_timed()) + (f" ({p.resize_mode})" if "resize" in p.stages_timed() else ""),
+            "folded" if p.fold_bn else "as built", "on" if p.cudnn_benchmark else "off",
+            "device default" if p.warmup is None else str(p.warmup),
+            f"{p.images} images" if p.images else f"{p.min_seconds:g} s", "synchronized each" if p.sync_each else "back to back",
+            f"{p.backend} {p.precision}", p.source,
+        )  # fmt: skip
+    print_table(Console(), table)
+    return 0
+
+
 def _usage_error(prog: str, message: str) -> NoReturn:
     """A usage error in one line, as segbench's own errors are, with a pointer to the help; exit 2 as argparse does."""
     sys.stderr.write(f"segbench: error: {message} (see '{prog} --help')\n")
@@ -625,6 +648,10 @@ def build_parser() -> argparse.ArgumentParser:
     common(listing, output=False)
     listing.add_argument("--models", nargs="+", default=["all"], help="names, globs or families (default: all)")
     listing.set_defaults(func=cmd_list)
+
+    protocols = sub.add_parser("protocols", help="list the timing protocols that bench --protocol follows")
+    protocols.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    protocols.set_defaults(func=cmd_protocols)
     return parser
 
 

@@ -180,3 +180,11 @@ def test_unknown_protocol_is_one_line(toy_zoo, tmp_path, capsys):
     assert bench(toy_zoo, tmp_path / "a", "--protocol", "fastest") == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("segbench: error: --protocol: unknown protocol 'fastest'") and "\n" not in err
+
+
+def test_protocols_command_lists_every_protocol_and_its_script(capsys):
+    assert main(["protocols"]) == 0
+    out = capsys.readouterr().out
+    for protocol in PROTOCOLS.values():
+        assert f"│ {protocol.name} " in out
+    assert "back to back" in out and "synchronized each" in out and "STDC-Seg" in out
