@@ -182,7 +182,8 @@ def test_unknown_protocol_is_one_line(toy_zoo, tmp_path, capsys):
     assert err.startswith("segbench: error: --protocol: unknown protocol 'fastest'") and "\n" not in err
 
 
-def test_protocols_command_lists_every_protocol_and_its_script(capsys):
+def test_protocols_command_lists_every_protocol_and_its_script(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # one line per protocol
     assert main(["protocols"]) == 0
     out = capsys.readouterr().out
     for protocol in PROTOCOLS.values():
