@@ -31,7 +31,7 @@ from typing import Any
 
 from segbench.errors import SegbenchError
 from segbench.protocols import protocol_name
-from segbench.records import iter_records, macs_per_image
+from segbench.records import iter_records, macs_per_image, results_folder
 from segbench.stats import median_ci
 from segbench.validity import INVALID, validity_of
 
@@ -76,7 +76,8 @@ def load_result_set(path: str | Path) -> dict[tuple[str, str], dict[str, Any]]:
     if not path.is_dir():
         raise SegbenchError(f"{path}: not a directory of results (expected results/<hardware>/<model>.json)")
     found = list(iter_records(path)) or list(iter_records(path, "*.json"))
-    records = {(r["model"], r["environment"]["hardware"]): r for _, r in found if r.get("status") == "ok"}
+    # keyed by results folder, hardware and protocol together: only records of one protocol are ever paired on one hardware
+    records = {(r["model"], results_folder(r["environment"]["hardware"], r["settings"])): r for _, r in found if r.get("status") == "ok"}
     if not records:
         raise SegbenchError(f"{path}: no successful records (expected results/<hardware>/<model>.json)")
     return records

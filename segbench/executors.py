@@ -32,7 +32,7 @@ from segbench.environment import collect_environment
 from segbench.errors import SegbenchError
 from segbench.manifest import ModelSpec
 from segbench.plan import measurement_key
-from segbench.records import iter_records, record_path, write_record
+from segbench.records import iter_records, record_path, results_folder, write_record
 from segbench.runner import BenchSettings, Outcome, failure_record, is_out_of_memory, resolve_device, run_sweep
 
 LOG_TAIL = 4000
@@ -275,7 +275,7 @@ def _job_environment(device: str, results_dir: Path, written: dict[str, dict], j
 def _lost(spec: ModelSpec, settings: BenchSettings, results_dir: Path, env: dict, **error) -> Outcome:
     """A failure record for a model whose process died before it wrote one, written where its record would be."""
     record = failure_record(spec, settings.for_spec(spec), env, **error)
-    write_record(record_path(results_dir, env["hardware"], spec.name, failed=True), record)
+    write_record(record_path(results_dir, results_folder(env["hardware"], record["settings"]), spec.name, failed=True), record)
     return Outcome(spec, "failed", record, record["error"]["message"])
 
 

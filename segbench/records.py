@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from segbench.errors import SegbenchError, SegbenchWarning, located, one_line
+from segbench.protocols import DEFAULT as DEFAULT_PROTOCOL, protocol_name
 from segbench.tempfiles import owned_temp_file, remove_abandoned
 
 SCHEMA_VERSION = 1
@@ -43,8 +44,15 @@ def chosen_measurements(names: Iterable[str]) -> tuple[str, ...]:
     return chosen
 
 
-def record_path(results_dir: Path, hardware: str, model: str, *, failed: bool = False) -> Path:
-    return Path(results_dir) / hardware / (model + (FAILED_SUFFIX if failed else ".json"))
+def record_path(results_dir: Path, folder: str, model: str, *, failed: bool = False) -> Path:
+    return Path(results_dir) / folder / (model + (FAILED_SUFFIX if failed else ".json"))
+
+
+def results_folder(hardware: str, settings: dict[str, Any]) -> str:
+    """The folder of results/ a record lives in: its hardware's slug, with '+<protocol>' under a timing protocol other
+    than the default, so a paper's protocol never overwrites the default record of the same model on the same hardware."""
+    name = protocol_name(settings)
+    return hardware if name == DEFAULT_PROTOCOL else f"{hardware}+{name}"
 
 
 def write_record(path: Path, record: dict[str, Any]) -> None:
@@ -228,8 +236,12 @@ def placement_problem(path: Path, record: dict[str, Any]) -> tuple[str, str, Any
     """A record copied under another model's file name or hardware folder would add a row for the wrong model."""
     if path.name != record["model"] + (FAILED_SUFFIX if record["status"] == "failed" else ".json"):
         return "model", f"the model its file name {path.name!r} names", record["model"]
-    if record["environment"]["hardware"] != path.parent.name:
-        return "environment.hardware", f"its folder's name {path.parent.name!r}", record["environment"]["hardware"]
+    hardware = record["environment"]["hardware"]
+    folder = results_folder(hardware, record.get("settings") or {})
+    if folder != path.parent.name:
+        if path.parent.name.split("+")[0] != hardware:
+            return "environment.hardware", f"its folder's name {path.parent.name!r}", hardware
+        return "settings.protocol", f"the protocol its folder's name {path.parent.name!r} names", protocol_name(record["settings"])
     if record.get("shared_from") == path.name:
         return "shared_from", "another model's record", record["shared_from"]
     return None

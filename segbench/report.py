@@ -197,11 +197,11 @@ def load_frame(results_dir: str | Path, zoo_dir: str | Path, models: Collection[
         specs = [s for s in specs if s.name in wanted]
     by_name = {s.name: (i, s) for i, s in enumerate(specs)}
     found = [(p, r) for p, r in iter_records(results_dir) if r["model"] in by_name] if results_dir.is_dir() else []
-    succeeded = {(r["model"], r["environment"]["hardware"]) for _, r in found if r["status"] == "ok"}
+    succeeded = {(r["model"], p.parent.name) for p, r in found if r["status"] == "ok"}  # per hardware and protocol
     rows = [
         _spec_columns(by_name[r["model"]][1], by_name[r["model"]][0]) | _record_columns(p, r, results_dir)
         for p, r in found
-        if r["status"] == "ok" or (r["model"], r["environment"]["hardware"]) not in succeeded
+        if r["status"] == "ok" or (r["model"], p.parent.name) not in succeeded
     ]
     have = {r["model"] for r in rows}
     rows += [_spec_columns(s, i) | {"status": "not measured"} for i, s in enumerate(specs) if s.name not in have]

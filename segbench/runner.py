@@ -35,7 +35,7 @@ from segbench.eta import SweepPace, TimeLeftColumn, model_work
 from segbench.manifest import BUILTIN_WEIGHTS, ModelSpec
 from segbench.plan import measurement_key
 from segbench.records import (
-    MEASURED_DATASET, MEASUREMENTS, SCHEMA_VERSION, SHARED_SECTIONS, current_record, read_record, record_path, reusable_complexity,
+    MEASURED_DATASET, MEASUREMENTS, SCHEMA_VERSION, SHARED_SECTIONS, current_record, read_record, record_path, results_folder, reusable_complexity,
     write_record,
 )  # fmt: skip
 from segbench.evaluate import evaluate
@@ -522,9 +522,9 @@ def run_sweep(
     with Progress(*columns, console=console, transient=False, disable=not writer) as progress:
         overall = progress.add_task("models", total=len(specs))
         for spec in specs:
-            path = record_path(results_dir, hardware, spec.name)
-            failed_path = record_path(results_dir, hardware, spec.name, failed=True)
             run_settings = settings.for_spec(spec)
+            path = record_path(results_dir, results_folder(hardware, run_settings), spec.name)
+            failed_path = record_path(results_dir, results_folder(hardware, run_settings), spec.name, failed=True)
             key = shared_measurement_key(spec, run_settings)
             with _claimed(path, spec, run_settings, force=force, writer=writer) as skip:
                 if skip:

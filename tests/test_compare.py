@@ -131,8 +131,7 @@ def test_an_incomplete_record_is_skipped_with_a_warning_and_the_rest_compared(be
 
 
 @pytest.mark.parametrize("setting, a, b", [("input_size", [512, 1024], [128, 256]), ("dtype", "float32", "float16"),
-                                           ("compile", False, True), ("evaluation", None, {"split": "val", "ms_flip": True}),
-                                           ("protocol", None, {"name": "ddrnet", "overrides": []})])  # fmt: skip
+                                           ("compile", False, True), ("evaluation", None, {"split": "val", "ms_flip": True})])  # fmt: skip
 def test_records_measured_under_other_settings_get_no_verdict_and_never_gate(tmp_path, capsys, setting, a, b):
     for side, value, scale in (("a", a, 3.31), ("b", b, 1.0)):
         record = _record("m", "gpu-x", [s * scale for s in skewed(50, 0.01, 0)])

@@ -10,7 +10,7 @@ from torch import nn
 
 from segbench import timing
 from segbench.cli import main
-from segbench.compare import compare_records
+from segbench.compare import compare_records, compare_result_sets
 from segbench.inference import InferenceSettings
 from segbench.protocols import AUTO, PROTOCOLS, STAGES, Protocol, get_protocol, protocol_from_settings, protocol_name
 from segbench.errors import SegbenchError
@@ -174,6 +174,8 @@ def test_compare_never_pairs_different_protocols(toy_zoo, tmp_path):
     assert bench(toy_zoo, tmp_path / "b", "--protocol", "ddrnet", "--images", "6", "--warmup", "1") == 0
     row = compare_records(only_record(tmp_path / "a"), only_record(tmp_path / "b"))
     assert "protocol mmseg vs ddrnet" in row["settings_differ"] and row["latency"] is None
+    (paired,), _ = compare_result_sets(tmp_path / "a", tmp_path / "b")  # one folder a side: paired, shown, never judged
+    assert paired["latency"] is None and "protocol mmseg vs ddrnet" in paired["settings_differ"]
 
 
 def test_unknown_protocol_is_one_line(toy_zoo, tmp_path, capsys):
@@ -189,3 +191,17 @@ def test_protocols_command_lists_every_protocol_and_its_script(capsys, monkeypat
     for protocol in PROTOCOLS.values():
         assert f"│ {protocol.name} " in out
     assert "back to back" in out and "synchronized each" in out and "STDC-Seg" in out
+
+
+def test_a_protocol_run_keeps_the_default_record_beside_it(toy_zoo, tmp_path):
+    from segbench.records import iter_records
+
+    out = tmp_path / "out"
+    assert bench(toy_zoo, out, "--images", "6", "--warmup", "1") == 0
+    assert bench(toy_zoo, out, "--protocol", "stdc", "--images", "6", "--warmup", "1") == 0
+    found = {path.parent.name: record for path, record in iter_records(out / "results")}  # each passes the placement check
+    hardware = next(iter(found.values()))["environment"]["hardware"]
+    assert sorted(found) == [hardware, f"{hardware}+stdc"]
+    assert protocol_name(found[hardware]["settings"]) == "mmseg" and protocol_name(found[f"{hardware}+stdc"]["settings"]) == "stdc"
+    rows, unpaired = compare_result_sets(out, out)
+    assert len(rows) == 2 and not unpaired and all(not row["settings_differ"] for row in rows)  # each with its own protocol
