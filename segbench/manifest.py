@@ -393,10 +393,15 @@ def _reported(raw: Any, where: str, model: str) -> tuple[ReportedResult, ...]:
     return tuple(out)
 
 
+SPEED_RANGE = (1e-6, 1e9)
+"""Bounds of a published FPS or ms/image: any real figure lies far inside, and both it and 1000 / it stay finite floats."""
+
+
 def _positive(value: Any, where: str, model: str, field_name: str) -> float:
-    if value <= 0:
-        raise SegbenchError(f"{located(where, model, field_name)}: expected a positive number, got {_shown(value)}")
-    return value
+    low, high = SPEED_RANGE
+    if not low <= value <= high:
+        raise SegbenchError(f"{located(where, model, field_name)}: expected a positive number ({low:g} to {high:g}), got {_shown(value)}")
+    return float(value)
 
 
 def _published_speeds(meta: dict[str, Any], test: TestSpec, where: str, model: str) -> tuple[PublishedSpeed, ...]:
