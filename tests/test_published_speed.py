@@ -152,3 +152,101 @@ def test_zoo_published_speeds_hold_the_sources_figures():
     with_speed = [s for s in specs.values() if s.published_speeds]
     assert len(with_speed) >= 190  # 178 mmsegmentation configs alone have a V100 figure
     assert not any(p.protocol == "mmseg" and p.input_size != s.test.size for s in with_speed for p in s.published_speeds)
+
+
+# --------------------------------------------------------------------------- the page
+
+from segbench.cli import main  # noqa: E402
+from segbench.published import differences, rank_correlation  # noqa: E402
+from segbench.report import load_frame, render_markdown  # noqa: E402
+from synthetic_results import add_published_speeds, write_synthetic_results  # noqa: E402
+
+
+def test_differences_name_each_field_that_differs_published_first():
+    figure = PublishedSpeed(fps=100.0, ms_per_image=None, gpu="GTX 1080Ti", backend="PyTorch", precision="fp32",
+                            input_size=(512, 1024), protocol="stdc", source="s")  # fmt: skip
+    row = {"protocol": "stdc", "measured_size": "512×1024", "device_name": "NVIDIA GeForce GTX 1080 Ti", "backend": "eager",
+           "dtype": "float32"}  # fmt: skip
+    assert differences(figure, row) == []
+    row |= {"protocol": "mmseg", "measured_size": "1024×2048", "device_name": "NVIDIA H100", "backend": "onnxruntime", "dtype": "float16"}
+    assert differences(figure, row) == ["protocol stdc vs mmseg", "input 512×1024 vs 1024×2048", "GPU GTX 1080Ti vs NVIDIA H100",
+                                        "backend PyTorch vs onnxruntime", "precision fp32 vs fp16"]  # fmt: skip
+    onnx = PublishedSpeed(1.0, None, "V100", "ONNX Runtime", "fp16", (1024, 2048), "mmseg", "s")
+    assert differences(onnx, row | {"device_name": "Tesla V100-SXM2-16GB"}) == []
+
+
+def test_rank_correlation_equals_the_hand_computation():
+    import pandas as pd
+
+    # no ties: 1 - 6 Σd² / (n (n² - 1)) with d = (0, -1, 1, -1, 1): 1 - 24 / 120
+    assert rank_correlation(pd.Series([10, 20, 30, 40, 50]), pd.Series([1, 3, 2, 5, 4])) == pytest.approx(0.8)
+    # ties share their mean rank: ranks (1, 2, 3, 4) and (1.5, 1.5, 3, 4) have covariance 4.5, variances 5 and 4.5
+    assert rank_correlation(pd.Series([1, 2, 3, 4]), pd.Series([7, 7, 8, 9])) == pytest.approx(4.5 / (5 * 4.5) ** 0.5)
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """Six synthetic models measured on gpu-a under paddleseg; published FPS = 3 × measured, except that the slowest and the
+    third slowest trade figures."""
+    zoo, out = write_synthetic_results(tmp_path_factory.mktemp("pub"), models_per_family=1, hardware=("gpu-a", "gpu-b"))
+    measured = {}
+    for path in (out / "results" / "gpu-a").glob("*.json"):
+        samples = json.loads(path.read_text())["latency"]["samples"]
+        measured[path.stem] = len(samples) / sum(samples)
+    order = sorted(measured, key=measured.get)
+    swap = {order[0]: order[2], order[2]: order[0]}
+    figures = add_published_speeds(zoo, out, "gpu-a", "paddleseg", lambda model, fps: round(3 * measured[swap.get(model, model)], 3))
+    return zoo, out, figures, measured
+
+
+def test_the_page_sets_a_published_figure_beside_the_measured_one_and_says_what_differs(published):
+    zoo, out, figures, _ = published
+    frame = load_frame(out / "results", zoo)
+    same = frame[frame["hardware"] == "gpu-a"]
+    assert set(same["protocol"]) == {"paddleseg"} and same["published_comparable"].all()
+    assert (same["published_fps"] == same["model"].map(figures)).all()
+    assert set(same["published_differs"]) == {"GPU V100 vs GPU-A"}  # protocol, input, backend and precision agree
+    other = frame[frame["hardware"] == "gpu-b"]
+    assert set(other["protocol"]) == {"mmseg"} and not other["published_comparable"].any()
+    assert set(other["published_differs"]) == {"protocol paddleseg vs mmseg; GPU V100 vs GPU-B"}
+    page = render_markdown(frame)
+    assert "## Published speeds beside the measured ones" in page
+    row = same.iloc[0]
+    line = next(line for line in page.splitlines() if line.startswith(f"| {row['model']} | `gpu-a` | paddleseg |"))
+    published_fps = figures[row["model"]]
+    assert f"| {row['fps']:.2f} ({row['latency_median_ms']:.1f}) | {published_fps:.2f} ({1000 / published_fps:.1f}) |" in line
+    assert "| yes | GPU V100 vs GPU-A |" in line
+
+
+# --------------------------------------------------------------------------- plot --published
+
+
+def test_plot_published_draws_relative_speeds_with_their_rank_correlation(published, tmp_path):
+    from segbench.plots import published_points, published_title
+
+    zoo, out, figures, measured = published
+    points, group = published_points(load_frame(out / "results", zoo), "paddleseg", "gpu-a")
+    assert sorted(points["model"]) == sorted(figures) and group == ("V100", "PyTorch", "fp32")
+    # each speed over its own median: ratios between models are kept
+    relative = points.set_index("model")
+    for column, source in (("measured_relative", measured), ("published_relative", figures)):
+        values = sorted(source.values())
+        median = (values[2] + values[3]) / 2
+        assert relative[column].to_dict() == pytest.approx({m: v / median for m, v in source.items()})
+    n = len(figures)  # two models two ranks apart traded places: d = ±2 twice
+    rho = 1 - 6 * (2**2 + 2**2) / (n * (n * n - 1))
+    assert f"Spearman ρ = {rho:.2f}" in published_title(points, "paddleseg", "gpu-a", group)
+    assert main(["plot", "--published", "--zoo", str(zoo), "--output", str(tmp_path), "--format", "png", "svg"]) == 0
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["speed_vs_published.paddleseg.gpu-a.png",
+                                                                      "speed_vs_published.paddleseg.gpu-a.svg"]  # fmt: skip
+
+
+def test_plot_published_with_too_few_models_is_one_line(published, tmp_path, capsys):
+    zoo, out, figures, _ = published
+    two = sorted(figures)[:2]
+    assert main(["plot", "--published", "--zoo", str(zoo), "--output", str(tmp_path), "--models", *two]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "2 models" in err and "at least 3" in err, err
+    assert main(["plot", "--published", "--zoo", str(zoo), "--output", str(tmp_path), "--protocol", "stdc"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "stdc" in err, err
