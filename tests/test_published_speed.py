@@ -221,7 +221,7 @@ def test_the_page_sets_a_published_figure_beside_the_measured_one_and_says_what_
 # --------------------------------------------------------------------------- plot --published
 
 
-def test_plot_published_draws_relative_speeds_with_their_rank_correlation(published, tmp_path):
+def test_plot_published_draws_relative_speeds_with_their_rank_correlation(published):
     from segbench.plots import published_points, published_title
 
     zoo, out, figures, measured = published
@@ -236,17 +236,17 @@ def test_plot_published_draws_relative_speeds_with_their_rank_correlation(publis
     n = len(figures)  # two models two ranks apart traded places: d = ±2 twice
     rho = 1 - 6 * (2**2 + 2**2) / (n * (n * n - 1))
     assert f"Spearman ρ = {rho:.2f}" in published_title(points, "paddleseg", "gpu-a", group)
-    assert main(["plot", "--published", "--zoo", str(zoo), "--output", str(tmp_path), "--format", "png", "svg"]) == 0
-    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["speed_vs_published.paddleseg.gpu-a.png",
-                                                                      "speed_vs_published.paddleseg.gpu-a.svg"]  # fmt: skip
+    assert main(["plot", "--published", "--zoo", str(zoo), "--output", str(out), "--format", "png", "svg"]) == 0
+    assert sorted(p.name for p in (out / "plots").iterdir()) == ["speed_vs_published.paddleseg.gpu-a.png",
+                                                                 "speed_vs_published.paddleseg.gpu-a.svg"]  # fmt: skip
 
 
-def test_plot_published_with_too_few_models_is_one_line(published, tmp_path, capsys):
+def test_plot_published_with_too_few_models_is_one_line(published, capsys):
     zoo, out, figures, _ = published
     two = sorted(figures)[:2]
-    assert main(["plot", "--published", "--zoo", str(zoo), "--output", str(tmp_path), "--models", *two]) != 0
+    assert main(["plot", "--published", "--zoo", str(zoo), "--output", str(out), "--models", *two]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "2 models" in err and "at least 3" in err, err
-    assert main(["plot", "--published", "--zoo", str(zoo), "--output", str(tmp_path), "--protocol", "stdc"]) != 0
+    assert main(["plot", "--published", "--zoo", str(zoo), "--output", str(out), "--protocol", "stdc"]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "stdc" in err, err
