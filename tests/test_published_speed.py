@@ -157,6 +157,7 @@ def test_zoo_published_speeds_hold_the_sources_figures():
 # --------------------------------------------------------------------------- the page
 
 from segbench.cli import main  # noqa: E402
+from segbench.export import to_json  # noqa: E402
 from segbench.published import differences, rank_correlation  # noqa: E402
 from segbench.report import load_frame, render_markdown  # noqa: E402
 from synthetic_results import add_published_speeds, write_synthetic_results  # noqa: E402
@@ -216,6 +217,8 @@ def test_the_page_sets_a_published_figure_beside_the_measured_one_and_says_what_
     published_fps = figures[row["model"]]
     assert f"| {row['fps']:.2f} ({row['latency_median_ms']:.1f}) | {published_fps:.2f} ({1000 / published_fps:.1f}) |" in line
     assert "| yes | GPU V100 vs GPU-A |" in line
+    exported = {(r["model"], r["hardware"]): r for r in json.loads(to_json(frame))}[(row["model"], "gpu-a")]
+    assert exported["protocol"] == "paddleseg" and exported["published_fps"] == published_fps and exported["published_comparable"] is True
 
 
 # --------------------------------------------------------------------------- plot --published
