@@ -30,7 +30,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from segbench.errors import SegbenchError
-from segbench.protocols import get_protocol
+from segbench.protocols import DEFAULT, get_protocol
 from segbench.published import rank_correlation
 from segbench.records import MEASURED_DATASET
 
@@ -359,7 +359,7 @@ def published_points(frame: pd.DataFrame, protocol: str | None = None, hardware:
     comparable = frame[(frame["status"] == "ok") & frame["published_comparable"].fillna(False).astype(bool)]
     if protocol is None:
         counts = comparable["protocol"].value_counts()
-        protocol = sorted(counts.index, key=lambda p: (-counts[p], p))[0] if len(counts) else get_protocol("mmseg").name
+        protocol = sorted(counts.index, key=lambda p: (-counts[p], p))[0] if len(counts) else DEFAULT
     get_protocol(protocol)  # an unknown name is a one-line error listing the known ones
     rows = comparable[comparable["protocol"] == protocol]
     if hardware is None:
