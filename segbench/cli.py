@@ -318,6 +318,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     results_dir, _, plots_dir = _paths(args)
     frame = load_frame(results_dir, args.zoo, _selected_names(args.zoo, args.models))
+    if args.published:
+        return _plot_published(args, frame, plots_dir)
     with _writing_into(plots_dir, "the plots"):
         written = plot_all(
             frame, plots_dir, args.hardware, tuple(dict.fromkeys(args.x)), size=args.size, formats=tuple(dict.fromkeys(args.format)),
@@ -329,6 +331,22 @@ def cmd_plot(args: argparse.Namespace) -> int:
         return 1
     for path in written:
         console.print(f"wrote {path}", markup=False)
+    return 0
+
+
+def _plot_published(args: argparse.Namespace, frame, plots_dir: Path) -> int:
+    """`plot --published`: measured against published relative speed, for one protocol and one hardware."""
+    from rich.console import Console
+
+    from segbench.plots import plot_published
+
+    if args.hardware and len(args.hardware) > 1:
+        raise SegbenchError(f"--hardware: --published draws one hardware, got {len(args.hardware)}")
+    with _writing_into(plots_dir, "the plots"):
+        written = plot_published(frame, plots_dir, args.protocol, args.hardware[0] if args.hardware else None,
+                                 size=args.size, formats=tuple(dict.fromkeys(args.format)))  # fmt: skip
+    for path in written:
+        Console(stderr=True, soft_wrap=True).print(f"wrote {path}", markup=False)
     return 0
 
 
@@ -614,6 +632,10 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--labels", choices=["auto", "all", "pareto", "none"], default="auto",
                       help="which points get a name; auto: all up to 25 points, else the Pareto front (default: auto)")  # fmt: skip
     plot.add_argument("--log", choices=["auto", "on", "off"], default="auto", help="log x axis; auto: when the points span over 8x")
+    plot.add_argument("--published", action="store_true",
+                      help="instead: measured vs published relative speed (log-log, Spearman ρ) of the models of one protocol "
+                           "on one hardware, plots/speed_vs_published.<protocol>.<hardware>.<format>")  # fmt: skip
+    plot.add_argument("--protocol", help="with --published: whose published figures (default: the protocol with most comparable models)")
     plot.set_defaults(func=cmd_plot)
 
     compare = sub.add_parser("compare", help="ratios B/A per model of two result sets; flags latency changes beyond the noise")

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from segbench.errors import SegbenchError, located, one_line
+from segbench.protocols import PROTOCOLS
 from segbench.records import MEASURED_DATASET
 
 CITYSCAPES_SIZE = (1024, 2048)  # (H, W)
@@ -79,11 +80,35 @@ _METADATA_SCHEMA: dict[str, tuple[Any, bool]] = {
     "Architecture": (list, False),
     "Training Resources": (str, False),
     "Memory (GB)": (Number, False),
-    "inference time (ms/im)": (list, False),  # mmsegmentation 0.x metafiles
+    "inference time (ms/im)": (list, False),  # mmsegmentation 0.x metafiles: read as a Published Speed
     # segbench's additions
     "Crop Size": (list, False),  # [H, W]
     "Schedule": (str, False),
     "EMA": (bool, False),
+    "Published Speed": (list, False),  # of _PUBLISHED_SPEED_SCHEMA mappings
+}
+
+_PUBLISHED_SPEED_SCHEMA: dict[str, tuple[Any, bool]] = {
+    "FPS": (Number, False),  # exactly one of FPS and ms/image, as the source gives it
+    "ms/image": (Number, False),
+    "GPU": (str, True),
+    "Backend": (str, True),
+    "Precision": (str, True),
+    "Input": (list, True),  # [H, W]
+    "Protocol": (str, True),
+    "Source": (str, True),
+}
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "mixed", "unspecified")
+UNSPECIFIED_PROTOCOL = "unspecified"
+"""A published speed whose source does not say enough to name the protocol it was timed under."""
+
+_MMSEG_0X_TIME_SCHEMA: dict[str, tuple[Any, bool]] = {
+    "value": (Number, True),
+    "hardware": (str, True),
+    "backend": (str, True),
+    "batch size": (int, False),
+    "mode": (str, True),
+    "resolution": (str, False),
 }
 
 _RESULT_SCHEMA: dict[str, tuple[Any, bool]] = {
@@ -185,6 +210,29 @@ class ReportedResult:
 
 
 @dataclass(frozen=True)
+class PublishedSpeed:
+    """A speed its authors or a model zoo published, with what it was measured on and how: the page sets it beside a
+    measurement only when the protocol and input agree, and says what differs otherwise."""
+
+    fps: float | None  # exactly one of fps and ms_per_image: the figure as the source gives it
+    ms_per_image: float | None
+    gpu: str
+    backend: str
+    precision: str
+    input_size: tuple[int, int]  # (H, W)
+    protocol: str  # a name of segbench.protocols.PROTOCOLS, or UNSPECIFIED_PROTOCOL
+    source: str
+
+    @property
+    def images_per_second(self) -> float:
+        return self.fps if self.fps is not None else 1000.0 / self.ms_per_image
+
+    @property
+    def latency_ms(self) -> float:
+        return self.ms_per_image if self.ms_per_image is not None else 1000.0 / self.fps
+
+
+@dataclass(frozen=True)
 class TestSpec:
     """How the model is fed at test time. Sizes are (H, W)."""
 
@@ -238,6 +286,7 @@ class ModelSpec:
     weights_sha256: str | None = None
     weights_adapter: str | None = None
     reported: tuple[ReportedResult, ...] = field(default=())
+    published_speeds: tuple[PublishedSpeed, ...] = field(default=())
 
     @property
     def backbone(self) -> str:
@@ -344,6 +393,64 @@ def _reported(raw: Any, where: str, model: str) -> tuple[ReportedResult, ...]:
     return tuple(out)
 
 
+SPEED_RANGE = (1e-6, 1e9)
+"""Bounds of a published FPS or ms/image: any real figure lies far inside, and both it and 1000 / it stay finite floats."""
+
+
+def _positive(value: Any, where: str, model: str, field_name: str) -> float:
+    low, high = SPEED_RANGE
+    if not low <= value <= high:
+        raise SegbenchError(f"{located(where, model, field_name)}: expected a positive number ({low:g} to {high:g}), got {_shown(value)}")
+    return float(value)
+
+
+def _published_speeds(meta: dict[str, Any], test: TestSpec, where: str, model: str) -> tuple[PublishedSpeed, ...]:
+    """Metadata.Published Speed as given, then mmsegmentation 0.x's `inference time (ms/im)` read as one: timed by
+    its tools/benchmark.py (protocol mmseg) on the test pipeline, so at the test size (its `resolution` is the crop)."""
+    speeds = []
+    for i, raw in enumerate(meta.get("Published Speed", [])):
+        prefix = f"Metadata.Published Speed[{i}]"
+        if not isinstance(raw, dict):
+            raise SegbenchError(f"{located(where, model, prefix)}: expected a mapping, got {_shown(raw)}")
+        _check_mapping(raw, _PUBLISHED_SPEED_SCHEMA, where, prefix + ".", model)
+        if ("FPS" in raw) == ("ms/image" in raw):
+            raise SegbenchError(f"{located(where, model, prefix)}: give exactly one of 'FPS' and 'ms/image'")
+        for key in ("GPU", "Backend", "Source"):
+            if not raw[key].strip():
+                raise SegbenchError(f"{located(where, model, f'{prefix}.{key}')}: empty; say what the source says")
+        if raw["Precision"] not in PRECISIONS:
+            raise SegbenchError(
+                f"{located(where, model, prefix + '.Precision')}: expected one of {', '.join(PRECISIONS)}, got {_shown(raw['Precision'])}"
+            )
+        if raw["Protocol"] not in (*PROTOCOLS, UNSPECIFIED_PROTOCOL):
+            raise SegbenchError(
+                f"{located(where, model, prefix + '.Protocol')}: expected one of {', '.join(PROTOCOLS)} or "
+                f"{UNSPECIFIED_PROTOCOL} (when the source does not say how it timed), got {_shown(raw['Protocol'])}"
+            )
+        speeds.append(PublishedSpeed(
+            fps=_positive(raw["FPS"], where, model, prefix + ".FPS") if "FPS" in raw else None,
+            ms_per_image=_positive(raw["ms/image"], where, model, prefix + ".ms/image") if "ms/image" in raw else None,
+            gpu=raw["GPU"], backend=raw["Backend"], precision=raw["Precision"],
+            input_size=_pair(raw["Input"], where, model, prefix + ".Input"), protocol=raw["Protocol"], source=raw["Source"],
+        ))  # fmt: skip
+    for i, raw in enumerate(meta.get("inference time (ms/im)", [])):
+        prefix = f"Metadata.inference time (ms/im)[{i}]"
+        if not isinstance(raw, dict):
+            raise SegbenchError(f"{located(where, model, prefix)}: expected a mapping, got {_shown(raw)}")
+        _check_mapping(raw, _MMSEG_0X_TIME_SCHEMA, where, prefix + ".", model)
+        if raw.get("batch size", 1) != 1:
+            raise SegbenchError(f"{located(where, model, prefix + '.batch size')}: segbench compares batch-1 speeds, got {_shown(raw['batch size'])}")
+        precision = {"amp": "mixed"}.get(raw["mode"].lower(), raw["mode"].lower())
+        if precision not in PRECISIONS:
+            raise SegbenchError(f"{located(where, model, prefix + '.mode')}: expected FP32, FP16 or AMP, got {_shown(raw['mode'])}")
+        speeds.append(PublishedSpeed(
+            fps=None, ms_per_image=_positive(raw["value"], where, model, prefix + ".value"), gpu=raw["hardware"],
+            backend=raw["backend"], precision=precision, input_size=test.size, protocol="mmseg",
+            source="mmsegmentation 0.x metafile, inference time (ms/im)",
+        ))  # fmt: skip
+    return tuple(speeds)
+
+
 def _name_problem(name: str) -> str | None:
     """Why `name` cannot name a record file on Linux, macOS and Windows (or leaves the results folder); None if it can."""
     if len(name) > MAX_NAME_LENGTH:
@@ -405,13 +512,14 @@ def _model_spec(raw: Any, where: str, family: str, collections: set[str], index:
             )
         if sha is not None:
             raise SegbenchError(f"{located(where, name, 'Weights SHA256')}: nothing to check: the builder loads its own weights")
+    test = _test_spec(raw.get("Test", {}), where, name)
     return ModelSpec(
         name=name,
         family=family,
         collection=raw["In Collection"],
         file=where,
         build=_build_spec(raw["Build"], where, name),
-        test=_test_spec(raw.get("Test", {}), where, name),
+        test=test,
         architecture_tags=tuple(tags),
         crop_size=_pair(meta["Crop Size"], where, name, "Metadata.Crop Size") if "Crop Size" in meta else None,
         batch_size=meta.get("Batch Size"),
@@ -424,6 +532,7 @@ def _model_spec(raw: Any, where: str, family: str, collections: set[str], index:
         weights_sha256=sha.lower() if sha else None,
         weights_adapter=raw.get("Weights Adapter"),
         reported=_reported(raw["Results"], where, name) if "Results" in raw else (),
+        published_speeds=_published_speeds(meta, test, where, name),
     )
 
 

@@ -30,6 +30,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from segbench.errors import SegbenchError
+from segbench.protocols import DEFAULT, get_protocol
+from segbench.published import rank_correlation
 from segbench.records import MEASURED_DATASET
 
 
@@ -343,3 +345,91 @@ def plot_all(
     and a pool of workers can outlive a killed parent.
     """
     return [path for d in datasets for x in xs for path in plot_figure(frame, x, out_dir, hardware=hardware, dataset=d, **options)]
+
+
+PUBLISHED_MINIMUM = 3  # models: a rank correlation of fewer says nothing
+
+
+def published_points(frame: pd.DataFrame, protocol: str | None = None, hardware: str | None = None
+                     ) -> tuple[pd.DataFrame, tuple[str, str, str]]:
+    """The models measured on `hardware` under `protocol` whose manifest publishes a figure of that protocol at the
+    measured input size, from one published (GPU, backend, precision): the most common among them. Each speed is
+    divided by the median of its own axis (measured_relative, published_relative), so the two GPUs' absolute speeds
+    drop out. Defaults: the protocol, then the hardware, with the most such models (ties: alphabetical)."""
+    comparable = frame[(frame["status"] == "ok") & frame["published_comparable"].fillna(False).astype(bool)]
+    if protocol is None:
+        counts = comparable["protocol"].value_counts()
+        protocol = sorted(counts.index, key=lambda p: (-counts[p], p))[0] if len(counts) else DEFAULT
+    get_protocol(protocol)  # an unknown name is a one-line error listing the known ones
+    rows = comparable[comparable["protocol"] == protocol]
+    if hardware is None:
+        counts = rows["hardware"].value_counts()
+        hardware = sorted(counts.index, key=lambda hw: (-counts[hw], hw))[0] if len(counts) else None
+    rows = rows[rows["hardware"] == hardware].drop_duplicates("model")
+    groups = rows.groupby(["published_gpu", "published_backend", "published_precision"]).size()
+    group = sorted(groups.index, key=lambda g: (-groups[g], g))[0] if len(groups) else None
+    if group is not None:
+        rows = rows[(rows["published_gpu"] == group[0]) & (rows["published_backend"] == group[1]) & (rows["published_precision"] == group[2])]
+    if len(rows) < PUBLISHED_MINIMUM:
+        on = f" on {hardware}" if hardware else ""
+        raise SegbenchError(
+            f"--published: {len(rows)} models measured{on} under protocol {protocol} have a published figure of that protocol at "
+            f"their input size; the plot needs at least {PUBLISHED_MINIMUM} (measure more with `bench --protocol {protocol}`, "
+            "or pick --protocol / --hardware)"
+        )
+    points = rows.assign(
+        measured_relative=rows["fps"] / rows["fps"].median(), published_relative=rows["published_fps"] / rows["published_fps"].median()
+    )
+    return points.reset_index(drop=True), group
+
+
+def published_title(points: pd.DataFrame, protocol: str, hardware: str, group: tuple[str, str, str]) -> str:
+    rho = rank_correlation(points["measured_relative"], points["published_relative"])
+    return (f"Relative speed under protocol {protocol}: measured on {hardware} vs published on {', '.join(group)}\n"
+            f"{len(points)} models, each FPS over its axis' median; Spearman ρ = {rho:.2f}")  # fmt: skip
+
+
+def plot_published(frame: pd.DataFrame, out_dir: Path, protocol: str | None = None, hardware: str | None = None, *,
+                   size: str = "page", formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
+    """Measured against published relative speed (log-log, identity line), one point per model, the rank correlation in
+    the title; saved as speed_vs_published.<protocol>.<hardware>.<format>."""
+    points, group = published_points(frame, protocol, hardware)
+    protocol, hardware = points["protocol"].iloc[0], points["hardware"].iloc[0]
+    width, height, fontsize = SIZES[size]
+    rc = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "path", "svg.hashsalt": "segbench", "font.size": fontsize}
+    with matplotlib.rc_context(rc):
+        fig = Figure(figsize=(width, height), layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
+        xs, ys = points["published_relative"], points["measured_relative"]
+        low, high = min(xs.min(), ys.min()) / 1.3, max(xs.max(), ys.max()) * 1.3
+        ax.plot([low, high], [low, high], color="0.55", lw=0.8, ls="--", zorder=1, label="identity: ratios as published")
+        ax.scatter(xs, ys, s=28 if width > 4 else 16, color="C0", zorder=3)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(low, high)
+        ax.set_ylim(low, high)
+        ax.set_aspect("equal", adjustable="box")  # one decade is as long on both axes
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            axis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(f"Published FPS / median ({group[0]})")
+        ax.set_ylabel(f"Measured FPS / median ({hardware})")
+        ax.set_title(published_title(points, protocol, hardware, group), fontsize=fontsize)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(loc="upper left", fontsize=fontsize * 0.85, frameon=False)
+        fig.draw_without_rendering()
+        fig.set_layout_engine("none")
+        names = _labels(sorted(points["model"]))
+        to_display = ax.transData.transform
+        texts = [(names[r["model"]], *to_display((r["published_relative"], r["measured_relative"]))) for _, r in points.iterrows()]
+        obstacles = [(*to_display((r["published_relative"], r["measured_relative"])), 4.0) for _, r in points.iterrows()]
+        _place_labels(ax, fig, texts, obstacles, fontsize * 0.8)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for ext in formats:
+            path = out_dir / f"speed_vs_published.{protocol}.{hardware}{'' if size == 'page' else '.' + size}.{ext}"
+            fig.savefig(path, dpi=200 if size == "column" else 150, metadata=_METADATA[ext])
+            written.append(path)
+    return written

@@ -23,6 +23,8 @@ from segbench import PROJECT_ROOT
 from segbench.errors import SegbenchError, one_line
 from segbench.formatting import fixed
 from segbench.manifest import BUILTIN_WEIGHTS, ModelSpec, load_zoo
+from segbench.protocols import protocol_name
+from segbench.published import published_columns
 from segbench.records import CROSS_CHECK_TOLERANCE, MEASURED_DATASET, is_demo_accuracy, iter_records, macs_per_image
 from segbench.stats import latency_summary
 from segbench.validity import validity_of
@@ -39,6 +41,9 @@ _RECORD_COLUMNS += ("validity", "validity_failures")  # validity.verdict: VALID,
 _RECORD_COLUMNS += ("params_norm_statistics_m",)  # BatchNorm statistics of the inference graph (PaddleSeg counts them)
 _RECORD_COLUMNS += ("shared_from",)  # the model whose measurement a record copied (records.SHARED_SECTIONS)
 _RECORD_COLUMNS += ("gmacs_forward", "macs_fvcore_ratio", "macs_thop_ratio", "macs_fvcore_differs_in")  # the counters apart
+_RECORD_COLUMNS += ("protocol", "backend", "published_fps", "published_ms", "published_protocol", "published_input", "published_gpu",
+                    "published_backend", "published_precision", "published_source", "published_comparable", "published_differs",
+                    "published_figures")  # the manifest's published speed set beside the record's (segbench.published)
 
 
 def _spec_columns(spec: ModelSpec, order: int) -> dict[str, Any]:
@@ -92,6 +97,8 @@ def _record_columns(path: Path, record: dict[str, Any], results_dir: Path) -> di
         "cudnn": f"benchmark={settings.get('cudnn_benchmark')}, deterministic={settings.get('cudnn_deterministic')}",
         "input_kind": settings.get("input"),
         "weights_source": settings["weights"] if settings.get("weights") in ("random-init", BUILTIN_WEIGHTS) else "published",
+        "protocol": protocol_name(settings),
+        "backend": settings.get("backend") or ("compile" if settings.get("compile") else "eager"),
         **{f"env_{k}": env.get(k) for k in _ENV_FIELDS},
     }
     if record["status"] != "ok":
@@ -205,6 +212,7 @@ def load_frame(results_dir: str | Path, zoo_dir: str | Path, models: Collection[
     ]
     have = {r["model"] for r in rows}
     rows += [_spec_columns(s, i) | {"status": "not measured"} for i, s in enumerate(specs) if s.name not in have]
+    rows = [row | published_columns(by_name[row["model"]][1].published_speeds, row) for row in rows]
     frame = pd.DataFrame(rows)
     for column in _RECORD_COLUMNS:
         if column not in frame:
@@ -298,6 +306,7 @@ def _settings_by_hardware(rows: list[dict[str, Any]]) -> dict[str, str]:
         "cudnn": values("cudnn"),
         "input": values("input_kind"),
         "weights": values("weights_source"),
+        "protocol": values("protocol"),
         "load": _range([r["load_1min"] for r in rows if r.get("load_1min") is not None]),
     }
 

@@ -8,6 +8,7 @@ derived from each test), so every run tries the same documents; README "Trust mo
 
 import copy
 import json
+import math
 import os
 import re
 import tempfile
@@ -30,7 +31,11 @@ VALID = {
         {
             "Name": "toy",
             "In Collection": "Toy",
-            "Metadata": {"Architecture": ["Tiny"], "Crop Size": [32, 64], "Batch Size": 2, "Memory (GB)": 1.5},
+            "Metadata": {"Architecture": ["Tiny"], "Crop Size": [32, 64], "Batch Size": 2, "Memory (GB)": 1.5,
+                         "Published Speed": [{"FPS": 50.0, "GPU": "V100", "Backend": "PyTorch", "Precision": "fp32",
+                                              "Input": [32, 64], "Protocol": "mmseg", "Source": "made up"}],
+                         "inference time (ms/im)": [{"value": 20.5, "hardware": "V100", "backend": "PyTorch", "batch size": 1,
+                                                     "mode": "FP32", "resolution": "(32,64)"}]},
             "Results": {"Dataset": "Cityscapes", "Metrics": {"mIoU": 50.5}, "Source": "made up"},
             "Weights": "https://example.org/toy.pth",
             "Build": {"callable": "toy_models:tiny_segmentor", "kwargs": {"num_classes": 4}},
@@ -39,7 +44,8 @@ VALID = {
     ],
 }
 FIELDS = ["Name", "In Collection", "Metadata", "Results", "Build", "Test", "Weights", "Weights SHA256", "callable",
-          "architecture", "kwargs", "size", "mode", "crop", "stride", "mean", "std", "Dataset", "Metrics", "mIoU"]  # fmt: skip
+          "architecture", "kwargs", "size", "mode", "crop", "stride", "mean", "std", "Dataset", "Metrics", "mIoU",
+          "Published Speed", "FPS", "ms/image", "GPU", "Input", "Protocol", "inference time (ms/im)", "value"]  # fmt: skip
 NAMES = ["../../escaped_record", "sub/dir/name", "a" * 300, "pipe|name", "CON", "nul.json", "x" * 200, "ok-name_1.2+3",
          "trailing.", " lead", "tab\tname", "new\nline", "[/markup]", "ünïcödé", "\u2028", ""]  # fmt: skip
 
@@ -93,6 +99,8 @@ def loads_or_refuses_in_one_line(content: str | bytes) -> None:
             assert message.startswith(str(path)) and len(message.splitlines()) == 1 and len(message) < 1000, message
         else:
             for spec in specs:
+                for speed in spec.published_speeds:  # the page and the relative-speed plot divide and take logs of these
+                    assert all(0 < v < math.inf for v in (speed.images_per_second, speed.latency_ms))
                 assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}", spec.name) and not spec.name.endswith(".")
                 spec.spec_hash()
                 json.dumps([spec.build.as_dict(), spec.test.as_dict(), spec.weights], allow_nan=False)
@@ -127,6 +135,22 @@ def test_a_valid_manifest_with_one_value_replaced(path, value):
 def test_model_names(name):
     document = copy.deepcopy(VALID)
     document["Models"][0]["Name"] = name
+    loads_or_refuses_in_one_line(dump(document))
+
+
+SPEED_KEYS = ["FPS", "ms/image", "GPU", "Backend", "Precision", "Input", "Protocol", "Source"]
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(SPEED_KEYS) | st.text(max_size=8), scalars | st.lists(scalars, max_size=3), max_size=9),
+       st.sampled_from(["Published Speed", "inference time (ms/im)"]))
+@example({"ms/image": 5e-324, "GPU": "V100", "Backend": "PyTorch", "Precision": "fp32", "Input": [1, 1], "Protocol": "mmseg",
+          "Source": "s"}, "Published Speed")
+@example({"value": 2**70, "hardware": "V100", "backend": "PyTorch", "mode": "FP32"}, "inference time (ms/im)")
+def test_published_speeds(item, field):
+    """A published speed's values (or mmsegmentation 0.x's inference time), one or many wrong: loaded with finite speeds, or one line."""
+    document = copy.deepcopy(VALID)
+    document["Models"][0]["Metadata"][field] = [item]
     loads_or_refuses_in_one_line(dump(document))
 
 
