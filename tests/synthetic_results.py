@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from segbench.records import write_record
+from segbench.records import record_path, results_folder, write_record
 
 FAMILIES = ("deeplabv3", "fcn", "pspnet", "upernet", "fpn", "deeplabv3plus")
 DEPTHS = {18: (12.0, 0.35, 0.0), 50: (45.0, 1.0, 4.0), 101: (65.0, 1.5, 5.5)}  # params M, cost factor, mIoU bonus
@@ -78,7 +78,8 @@ def add_ade20k_entries(zoo: Path, out: Path, hardware: str) -> None:
 
 def add_published_speeds(zoo: Path, out: Path, hardware: str, protocol: str, published_fps) -> dict[str, float]:
     """Give each synthetic model a published FPS on a V100 under `protocol` at the records' input size (1024x2048), and mark
-    `hardware`'s records as timed under `protocol` (the other hardware's stay protocol-less: mmseg's). `published_fps`
+    `hardware`'s records as timed under `protocol`, moved to that protocol's folder (the other hardware's stay
+    protocol-less: mmseg's). `published_fps`
     maps (model, the record's measured FPS) to the figure. Returns the published FPS by model."""
     manifest = zoo / "synthetic.yaml"
     document = yaml.safe_load(manifest.read_text())
@@ -91,6 +92,7 @@ def add_published_speeds(zoo: Path, out: Path, hardware: str, protocol: str, pub
         model["Metadata"]["Published Speed"] = [{"FPS": published[model["Name"]], "GPU": "V100", "Backend": "PyTorch", "Precision": "fp32",
                                                  "Input": [1024, 2048], "Protocol": protocol, "Source": "made up for tests"}]  # fmt: skip
         record["settings"]["protocol"] = {"name": protocol}
-        write_record(path, record)
+        path.unlink()
+        write_record(record_path(out / "results", results_folder(hardware, record["settings"]), model["Name"]), record)
     manifest.write_text(yaml.safe_dump(document, sort_keys=False))
     return published
