@@ -95,8 +95,9 @@ def _trace(model: nn.Module, example_input: Any, names: dict[int, str]) -> _Trac
     def feeder_ran(module, args, output):
         name = names[id(module)]
         trace.runs[name] += 1
-        trace.output_dims[name] = output.dim()
-        setattr(output, _PRODUCER, name)
+        if isinstance(output, torch.Tensor):  # a subclass's forward may return something else: then nothing is tagged
+            trace.output_dims[name] = output.dim()
+            setattr(output, _PRODUCER, name)
 
     def norm_runs(module, args):
         name = names[id(module)]
@@ -143,9 +144,6 @@ def _why_not_foldable(norm: nn.Module, name: str, trace: _Trace, modules: dict[s
         return "its own or its conv's weights are read elsewhere too"
     if isinstance(feeder, nn.Linear) and trace.output_dims[feeder_name] != 2:
         return "it follows a linear layer whose output is not (N, C)"
-    out_channels = feeder.out_features if isinstance(feeder, nn.Linear) else feeder.out_channels
-    if out_channels != norm.num_features:
-        return "its width differs from the conv's output channels"
     return None
 
 

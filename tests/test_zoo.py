@@ -17,6 +17,7 @@ from segbench.cli import main
 from segbench.complexity import count_macs
 from segbench.fold import TOLERANCE, fold_batchnorm
 from segbench.layers.conv import ConvBNReLU
+from segbench.layers.paddle_conv import PaddleConvBN, PaddleConvBNPReLU, PaddleConvBNReLU
 from segbench.manifest import load_zoo
 from segbench.models.backbones.mit import DropPath
 from segbench.training import training_loss, training_outputs, training_precision
@@ -142,6 +143,10 @@ def test_every_architecture_builds_and_counts_on_the_meta_device(spec):
     assert macs["primary"] == "flop_counter" and macs["per_forward"] > 0
 
 
+# blocks whose forward runs their conv, then their norm on its output alone
+NORM_OF_BLOCK = {ConvBNReLU: "bn", **{block: "_batch_norm" for block in (PaddleConvBN, PaddleConvBNReLU, PaddleConvBNPReLU)}}
+
+
 def batchnorms(model: torch.nn.Module) -> int:
     return sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
@@ -151,10 +156,10 @@ def batchnorms(model: torch.nn.Module) -> int:
 def test_folding_batchnorm_keeps_every_architectures_logits(spec):
     """Folded logits equal the unfolded ones within TOLERANCE x their largest magnitude (fp32), with BatchNorm
     statistics and affine parameters away from (0, 1) so that the fold has something to get wrong. Every norm is
-    folded or counted as left, and every ConvBNReLU that ran once lost its norm: folding cannot silently do nothing."""
+    folded or counted as left, and every conv-then-norm block that ran once lost its norm: folding cannot silently do nothing."""
     torch.manual_seed(0)
     model = randomize_batchnorms(build_model(spec)).eval()
-    blocks = [m for m in model.modules() if isinstance(m, ConvBNReLU)]
+    blocks = [m for m in model.modules() if type(m) in NORM_OF_BLOCK]
     runs = Counter()
     hooks = [block.register_forward_hook(lambda module, args, output: runs.update([id(module)])) for block in blocks]
     x = torch.randn(1, 3, 32, 64)
@@ -171,7 +176,8 @@ def test_folding_batchnorm_keeps_every_architectures_logits(spec):
     assert (folded - reference).abs().max() <= TOLERANCE * reference.abs().max()
     assert report["folded"] + report["left"] == norms and batchnorms(model) == report["left"]
     assert report["folded"] > 0 or norms == 0
-    assert [block for block in blocks if runs[id(block)] == 1 and not isinstance(block.bn, torch.nn.Identity)] == []
+    unfolded = [b for b in blocks if runs[id(b)] == 1 and not isinstance(getattr(b, NORM_OF_BLOCK[type(b)]), torch.nn.Identity)]
+    assert unfolded == []
 
 
 # Parameters whose training gradient is zero in mmseg's model too: BiSeNetV2's context-embedding
