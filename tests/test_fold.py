@@ -151,7 +151,9 @@ UNFOLDABLE = {
     "returned_feature": (ReturnsFeature, READ_ELSEWHERE),
     "batch_statistics": (_no_stats, "normalizes with batch statistics (track_running_stats=False)"),
     "sync_batchnorm": (lambda: nn.Sequential(nn.Conv2d(3, 3, 1), nn.SyncBatchNorm(3)), "SyncBatchNorm is left as it is"),
-    "linear_over_tokens": (lambda: nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(2)), "it follows a linear layer whose output is not (N, C)"),
+    "linear_over_tokens": (
+        lambda: nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(2)), "it follows a linear layer whose output is not (N, C)"
+    ),
 }
 
 
@@ -210,8 +212,30 @@ def test_a_fold_that_changes_the_output_is_undone_and_named():
     norm, bias = model.bn, model.conv.bias
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(1, 3, 4, 4)
-    with pytest.raises(SegbenchError, match=r"^zoo/x.yaml: model 'x': BatchNorm folding: the folded model's output differs .*left unfolded"):
+    message = r"^zoo/x.yaml: model 'x': BatchNorm folding: the folded model's output differs .*left unfolded"
+    with pytest.raises(SegbenchError, match=message):
         fold_batchnorm(model, x, where="zoo/x.yaml: model 'x'")
     assert model.bn is norm and model.conv.bias is bias
     after = model.state_dict()
     assert after.keys() == before.keys() and all(torch.equal(after[k], v) for k, v in before.items())
+
+
+class ReadsTheNormsWidth(nn.Module):
+    """Asks its norm for num_features at run time: without the norm the folded model cannot run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.bn = nn.BatchNorm2d(3)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))[:, : self.bn.num_features - 1]
+
+
+def test_a_folded_model_that_fails_to_run_is_restored():
+    model = randomize_batchnorms(ReadsTheNormsWidth()).eval()
+    norm = model.bn
+    with pytest.raises(SegbenchError, match=r"BatchNorm folding: the folded model fails to run \(AttributeError: .*left unfolded"):
+        fold_batchnorm(model, torch.randn(1, 3, 2, 2))
+    assert model.bn is norm and model.conv.bias is not None
+    assert model(torch.randn(1, 3, 2, 2)).shape == (1, 2, 2, 2)
