@@ -191,8 +191,10 @@ def _max_difference(reference: Any, folded: Any) -> tuple[float, float]:
         if isinstance(want, torch.Tensor) and want.is_floating_point():
             if not isinstance(got, torch.Tensor) or got.shape != want.shape:
                 return float("inf"), scale
-            difference = max(difference, (got.double() - want.double()).abs().max().item() if want.numel() else 0.0)
-            scale = max(scale, want.double().abs().max().item() if want.numel() else 0.0)
+            if want.numel():  # a NaN counts as an infinite difference (max() of floats would drop it)
+                gap = (got.double() - want.double()).abs().nan_to_num(nan=float("inf"))
+                difference = max(difference, gap.max().item())
+                scale = max(scale, want.double().abs().max().item())
     return difference, scale
 
 
@@ -208,7 +210,7 @@ def fold_batchnorm(model: nn.Module, example_input: Any, *, tolerance: float = T
     names: dict[int, str] = {}
     for name, module in model.named_modules():
         names.setdefault(id(module), name)
-    modules = {name: module for name, module in model.named_modules()}
+    modules = dict(model.named_modules())
     with _exact_fp32():
         trace = _trace(model, example_input, names)
         pairs, left_reasons = [], Counter()
@@ -225,7 +227,7 @@ def fold_batchnorm(model: nn.Module, example_input: Any, *, tolerance: float = T
                 bias = None if feeder.bias is None else feeder.bias.detach().clone()
                 undo.append((feeder, feeder.weight.detach().clone(), bias, places[id(norm)], norm))
                 _fold_into(feeder, norm)
-                for parent, key in undo[-1][3]:
+                for parent, key in places[id(norm)]:
                     setattr(parent, key, nn.Identity())
             with torch.no_grad():
                 folded = model(example_input)

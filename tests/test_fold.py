@@ -239,3 +239,22 @@ def test_a_folded_model_that_fails_to_run_is_restored():
         fold_batchnorm(model, torch.randn(1, 3, 2, 2))
     assert model.bn is norm and model.conv.bias is not None
     assert model(torch.randn(1, 3, 2, 2)).shape == (1, 2, 2, 2)
+
+
+class HalfNaN(nn.Module):
+    """One output channel is NaN: equality cannot be checked there, so the fold cannot be verified."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+        self.bn = nn.BatchNorm2d(2)
+
+    def forward(self, x):
+        return self.bn(self.conv(x)) * torch.tensor([1.0, float("nan")]).view(1, 2, 1, 1)
+
+
+def test_an_output_with_nan_is_not_taken_as_equal():
+    model = randomize_batchnorms(HalfNaN()).eval()
+    with pytest.raises(SegbenchError, match="differs from the unfolded one's by inf"):
+        fold_batchnorm(model, torch.randn(1, 3, 2, 2))
+    assert isinstance(model.bn, nn.BatchNorm2d)
