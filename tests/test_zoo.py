@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
 
 from mmseg_reference import REFERENCE, reference_shapes
+from test_fold import randomize_batchnorms
 from segbench.build import build_model, model_builder
 from segbench.cli import main
 from segbench.complexity import count_macs
+from segbench.fold import TOLERANCE, fold_batchnorm
+from segbench.layers.conv import ConvBNReLU
+from segbench.layers.paddle_conv import PaddleConvBN, PaddleConvBNPReLU, PaddleConvBNReLU
 from segbench.manifest import load_zoo
 from segbench.models.backbones.mit import DropPath
 from segbench.training import training_loss, training_outputs, training_precision
@@ -136,6 +141,43 @@ def test_every_architecture_builds_and_counts_on_the_meta_device(spec):
     """As `segbench profile` builds and counts a model: nothing in a builder may need real values."""
     macs = count_macs(build_model(spec, device="meta"), (64, 128), cross_check=False)
     assert macs["primary"] == "flop_counter" and macs["per_forward"] > 0
+
+
+# blocks whose forward runs their conv, then their norm on its output alone
+NORM_OF_BLOCK = {ConvBNReLU: "bn", **{block: "_batch_norm" for block in (PaddleConvBN, PaddleConvBNReLU, PaddleConvBNPReLU)}}
+
+
+def batchnorms(model: torch.nn.Module) -> int:
+    return sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("spec", SMALLEST.values(), ids=list(SMALLEST))
+def test_folding_batchnorm_keeps_every_architectures_logits(spec):
+    """Folded logits equal the unfolded ones within TOLERANCE x their largest magnitude (fp32), with BatchNorm
+    statistics and affine parameters away from (0, 1) so that the fold has something to get wrong. Every norm is
+    folded or counted as left, and every conv-then-norm block that ran once lost its norm: folding cannot silently do nothing."""
+    torch.manual_seed(0)
+    model = randomize_batchnorms(build_model(spec)).eval()
+    blocks = [m for m in model.modules() if type(m) in NORM_OF_BLOCK]
+    runs = Counter()
+    hooks = [block.register_forward_hook(lambda module, args, output: runs.update([id(module)])) for block in blocks]
+    x = torch.randn(1, 3, 32, 64)
+    with torch.no_grad():
+        reference = model(x)
+    for hook in hooks:
+        hook.remove()
+    norms = batchnorms(model)
+
+    report = fold_batchnorm(model, x)
+
+    with torch.no_grad():
+        folded = model(x)
+    assert (folded - reference).abs().max() <= TOLERANCE * reference.abs().max()
+    assert report["folded"] + report["left"] == norms and batchnorms(model) == report["left"]
+    assert report["folded"] > 0 or norms == 0
+    unfolded = [b for b in blocks if runs[id(b)] == 1 and not isinstance(getattr(b, NORM_OF_BLOCK[type(b)]), torch.nn.Identity)]
+    assert unfolded == []
 
 
 # Parameters whose training gradient is zero in mmseg's model too: BiSeNetV2's context-embedding
