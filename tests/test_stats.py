@@ -63,3 +63,31 @@ def test_median_ci_coverage_matches_the_binomial_and_holds_in_simulation(n):
         lo, hi, _ = median_ci(list(rng.gamma(2.0, 1.0, size=n)))
         hits += lo <= 1.678346990 <= hi
     assert hits / 400 >= 0.92
+
+
+def test_median_ci_ranks_match_exact_integer_binomials_and_scale_to_duration_protocols():
+    """The ranks agree with the binomial computed in exact integers where those are cheap, and thousands of samples
+    (a 6 s loop on a fast GPU) neither overflow nor take long: there the normal approximation is within a rank."""
+    import math
+    import random
+    import time
+
+    from segbench.stats import _order_statistic_index
+
+    def exact_rank(n: int) -> int:
+        total, below, k = 2**n, 0, 0
+        for j in range(n // 2):
+            below += math.comb(n, j)
+            if 40 * below > total:  # 2 * P(B <= j) > 0.05
+                break
+            k = j + 1
+        return k
+
+    assert all(_order_statistic_index(n, 0.95)[0] == exact_rank(n) for n in range(1, 400))
+    started = time.perf_counter()
+    k, coverage = _order_statistic_index(20000, 0.95)
+    assert time.perf_counter() - started < 1.0
+    assert abs(k - (20000 / 2 - 1.959964 * math.sqrt(20000) / 2)) <= 1.5 and 0.95 <= coverage < 0.952
+    rng = random.Random(0)
+    low, high, _ = median_ci([rng.random() for _ in range(5000)])
+    assert 0.45 < low < 0.5 < high < 0.55
