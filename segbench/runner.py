@@ -30,7 +30,7 @@ from segbench.checkpoint import load_checkpoint
 from segbench.cityscapes import CityscapesDataset, cityscapes_pairs, dataset_fingerprint, dataset_root
 from segbench.complexity import count_macs_as_tested, count_params
 from segbench.environment import collect_environment, load_average_1min
-from segbench.errors import SegbenchError
+from segbench.errors import SegbenchError, located
 from segbench.eta import SweepPace, TimeLeftColumn, model_work
 from segbench.manifest import BUILTIN_WEIGHTS, ModelSpec
 from segbench.plan import measurement_key
@@ -398,6 +398,10 @@ def _profile(
                 record["memory"] = peak_memory(stages, images[0], device)
 
 
+FOLD_CHECK_SIZE = (64, 128)
+"""The input fold_batchnorm traces and checks on: small, since it costs two forward passes, and every zoo model takes it."""
+
+
 def _timed_network(model, protocol: Protocol, test, image: torch.Tensor, settings: BenchSettings, record: dict):
     """What the forward stage calls: the model with BatchNorm folded (a copy, so mIoU and training use the model as
     built) when the protocol folds, then run by the protocol's backend. Params and MACs are counted before, on the
@@ -407,7 +411,10 @@ def _timed_network(model, protocol: Protocol, test, image: torch.Tensor, setting
         from segbench.fold import fold_batchnorm
 
         timed = copy.deepcopy(model)
-        record["bn_folding"] = fold_batchnorm(timed, _backend_example(test, image, settings.device))
+        small = torch.randn(1, 3, *FOLD_CHECK_SIZE, generator=torch.Generator().manual_seed(0)).to(settings.device)
+        record["bn_folding"] = fold_batchnorm(timed, small, where=located(record["manifest"], record["model"], "protocol.fold_bn"))
+        if settings.channels_last:  # folded weights are new tensors, in the default layout
+            timed.to(memory_format=torch.channels_last)
     if protocol.backend == "eager":
         return timed
     from segbench.backends import forward_backend
