@@ -116,7 +116,7 @@ def _export(model: nn.Module, example: torch.Tensor, path: Path, name: str) -> s
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(model, (example,), str(path), dynamo=dynamo, external_data=False, input_names=["image"], output_names=["logits"])
+                torch.onnx.export(model, (example,), str(path), dynamo=dynamo, external_data=False, verbose=False, input_names=["image"], output_names=["logits"])
             return exporter
         except Exception as exc:  # noqa: BLE001  (any exporter error is the model's reason, reported below)
             reasons.append(f"{exporter}: {_export_reason(exc)}")
