@@ -37,8 +37,10 @@ _ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 def forward_backend(model: nn.Module, backend: str, example: torch.Tensor, device: torch.device, *, name: str = "model") -> tuple[Forward, dict[str, Any]]:
     """(forward, info): `forward` maps a float32 (1, 3, H, W) tensor on `device` to logits on `device`; `info`
     is what the record keeps (`info["backend"]` and, for ONNX Runtime, exporter, opset, providers used,
-    version and export seconds). `example` has the shape every call will have; `name` is the model's, for
-    errors. The compiled model compiles on its first call, so a warm-up must come before timing."""
+    version, export seconds, and the parity error on `example`: an export whose logits differ from eager's by
+    more than ONNX_TOLERANCE is refused). `example` is an input of the shape every call will have (a normalized
+    image, or noise); `name` is the model's, for errors. The compiled model compiles on its first call, so a
+    warm-up must come before timing."""
     if backend == "eager":
         return model, {"backend": "eager"}
     if backend == "compile":
@@ -76,6 +78,15 @@ def _onnxruntime_forward(model: nn.Module, example: torch.Tensor, device: torch.
         session = onnxruntime.InferenceSession(str(path), options, providers=providers)
     finally:
         path.unlink(missing_ok=True)
+    forward = _session_forward(session, device)
+    with torch.no_grad():
+        error = onnx_parity_error(model(example), forward(example))
+    if not error <= ONNX_TOLERANCE:
+        raise SegbenchError(
+            f"model {name!r}: --backend onnxruntime: ONNX Runtime's logits differ from eager's by {error:.3g} "
+            f"(max |onnx - eager| over max(1, max |eager|)), more than the tolerance {ONNX_TOLERANCE:g}: "
+            "the exported graph computes something else; time it with --backend eager"
+        )
     info = {
         "backend": "onnxruntime",
         "exporter": exporter,
@@ -85,8 +96,9 @@ def _onnxruntime_forward(model: nn.Module, example: torch.Tensor, device: torch.
         "export_seconds": round(export_seconds, 3),
         "threads": options.intra_op_num_threads,
         "input_shape": list(example.shape),
+        "parity_error": error,
     }
-    return _session_forward(session, device), info
+    return forward, info
 
 
 def _providers(available: list[str], device: torch.device) -> list[Any]:

@@ -73,6 +73,7 @@ def test_onnxruntime_gives_eager_logits_on_a_toy(own_tempdir):
     assert info["providers"] == ["CPUExecutionProvider"] and info["onnxruntime"] == onnxruntime.__version__
     assert isinstance(info["opset"], int) and info["opset"] >= 17 and info["export_seconds"] > 0
     assert info["threads"] == torch.get_num_threads() and info["input_shape"] == [1, 3, 32, 48]
+    assert info["parity_error"] == pytest.approx(onnx_parity_error(eager, exported))
     assert list(own_tempdir.iterdir()) == []  # the exported file is gone once the session holds the model
 
 
@@ -154,3 +155,22 @@ def test_cuda_providers_run_on_torchs_stream():
     stream = str(torch.cuda.current_stream(device).cuda_stream)
     assert [p[0] for p in providers[:2]] == ["TensorrtExecutionProvider", "CUDAExecutionProvider"] and providers[2] == "CPUExecutionProvider"
     assert all(p[1] == {"device_id": "0", "user_compute_stream": stream} for p in providers[:2])
+
+
+class ExportDiffers(nn.Module):
+    """Doubles its input only while being exported: the ONNX graph computes something else than eager."""
+
+    def forward(self, x):
+        return x * 2 if torch.onnx.is_in_onnx_export() else x
+
+
+def test_an_export_that_computes_something_else_is_refused(own_tempdir):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    with pytest.raises(SegbenchError) as error:
+        forward_backend(ExportDiffers(), "onnxruntime", torch.full((1, 3, 4, 4), 3.0), CPU, name="liar")
+    # max |6 - 3| = 3 over max(1, 3) = 1
+    assert str(error.value) == (
+        "model 'liar': --backend onnxruntime: ONNX Runtime's logits differ from eager's by 1 (max |onnx - eager| "
+        "over max(1, max |eager|)), more than the tolerance 0.0001: the exported graph computes something else; time it with --backend eager"
+    )
