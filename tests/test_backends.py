@@ -174,3 +174,19 @@ def test_an_export_that_computes_something_else_is_refused(own_tempdir):
         "model 'liar': --backend onnxruntime: ONNX Runtime's logits differ from eager's by 1 (max |onnx - eager| "
         "over max(1, max |eager|)), more than the tolerance 0.0001: the exported graph computes something else; time it with --backend eager"
     )
+
+
+class DataDependent(nn.Module):
+    """Branches on a value: torch.export refuses it, the TorchScript tracer records the branch taken."""
+
+    def forward(self, x):
+        return x * 2 if x.sum().item() > 0 else x
+
+
+def test_the_torchscript_exporter_takes_over_where_torch_export_fails(own_tempdir):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    image = torch.ones(1, 3, 4, 4)
+    forward, info = forward_backend(DataDependent(), "onnxruntime", image, CPU, name="branchy")
+    assert info["exporter"] == "torch.onnx torchscript" and info["parity_error"] == 0
+    assert torch.equal(forward(image), image * 2)
