@@ -40,10 +40,10 @@ _ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 def forward_backend(model: nn.Module, backend: str, example: torch.Tensor, device: torch.device, *, name: str = "model") -> tuple[Forward, dict[str, Any]]:
     """(forward, info): `forward` maps a float32 (1, 3, H, W) tensor on `device` to logits on `device`; `info`
     is what the record keeps (`info["backend"]` and, for ONNX Runtime, exporter, opset, providers used,
-    version, export seconds, and the parity error on `example`: an export whose logits differ from eager's by
-    more than ONNX_TOLERANCE, GPU_TOLERANCE on a GPU, is refused). `example` is an input of the shape every call will have (a normalized
-    image, or noise); `name` is the model's, for errors. The compiled model compiles on its first call, so a
-    warm-up must come before timing."""
+    version, export seconds, and the parity error on `example`: an export whose logits differ from eager's
+    by more than ONNX_TOLERANCE, GPU_TOLERANCE on a GPU, is refused). `example` is an input of the shape
+    every call will have (a normalized image, or noise); `name` is the model's, for errors. The compiled
+    model compiles on its first call, so a warm-up must come before timing."""
     if backend == "eager":
         return model, {"backend": "eager"}
     if backend == "compile":
