@@ -23,11 +23,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # toy_models: BatchNorm statistics as a trained model has them
 
 from segbench.backends import ONNX_TOLERANCE, forward_backend, onnx_parity_error  # noqa: E402
 from segbench.build import build_model  # noqa: E402
 from segbench.errors import SegbenchError, one_line  # noqa: E402
 from segbench.manifest import load_zoo  # noqa: E402
+from toy_models import randomize_batchnorms  # noqa: E402
 
 SIZE = (64, 128)
 
@@ -39,22 +41,10 @@ def smallest_per_architecture(zoo: Path) -> dict:
     return dict(sorted(chosen.items()))
 
 
-def randomize_batch_norms(model: torch.nn.Module) -> None:
-    """Statistics and affine parameters away from their initial 0/1, as a trained model's are."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            if module.running_mean is not None:
-                module.running_mean.normal_(0, 0.5)
-                module.running_var.uniform_(0.5, 2.0)
-            if module.affine:
-                module.weight.data.uniform_(0.5, 1.5)
-                module.bias.data.normal_(0, 0.5)
-
-
 def parity_row(spec) -> dict:
     torch.manual_seed(0)
     model = build_model(spec).eval()
-    randomize_batch_norms(model)
+    randomize_batchnorms(model)
     image = torch.randn(1, 3, *SIZE)
     with torch.no_grad():
         eager = model(image)

@@ -113,6 +113,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     protocol = get_protocol(args.protocol).with_overrides(
         images=args.images, warmup=args.warmup, backend=args.backend, precision=None if args.dtype == "fp32" else args.dtype
     )  # fmt: skip
+    if protocol.backend == "onnxruntime" and args.dtype != "fp32":
+        raise SegbenchError(f"--dtype {args.dtype}: the ONNX Runtime backend runs the exported fp32 graph; autocast cannot reach it")
     if protocol.backend == "compile" and protocol.warmup == 0:
         raise SegbenchError("--backend compile: needs --warmup 1 or more, since the first call compiles the model and must not be timed")
     specs = _selected_specs(args.zoo, args.models)

@@ -392,7 +392,9 @@ def _profile(
             if calibration is not None:
                 record["latency"]["calibration"] = calibration
             record["gpu_state"] = gpu_state_section(before, after, iterations)
-        if "memory" in wanted:
+        if "memory" in wanted and protocol.backend == "onnxruntime":
+            record["memory"] = {"measured": False, "reason": "ONNX Runtime allocates outside torch: max_memory_allocated cannot see it"}
+        elif "memory" in wanted:
             progress.update(task, description=f"{spec.name}: peak memory")
             with _phase(record, "memory"):
                 record["memory"] = peak_memory(stages, images[0], device)
@@ -415,11 +417,11 @@ def _timed_network(model, protocol: Protocol, test, image: torch.Tensor, setting
         record["bn_folding"] = fold_batchnorm(timed, small, where=located(record["manifest"], record["model"], "protocol.fold_bn"))
         if settings.channels_last:  # folded weights are new tensors, in the default layout
             timed.to(memory_format=torch.channels_last)
-    if protocol.backend == "eager":
-        return timed
     from segbench.backends import forward_backend
 
-    network, record["backend"] = forward_backend(timed, protocol.backend, _backend_example(test, image, settings.device), settings.device)
+    network, record["backend"] = forward_backend(
+        timed, protocol.backend, _backend_example(test, image, settings.device), settings.device, name=record["model"]
+    )  # fmt: skip
     return network
 
 

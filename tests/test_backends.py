@@ -18,7 +18,7 @@ from segbench.errors import SegbenchError
 from segbench.inference import InferenceSettings
 from segbench.manifest import load_zoo
 from segbench.timing import prediction_stages, time_predictions
-from toy_models import TinySegmentor
+from toy_models import TinySegmentor, randomize_batchnorms
 
 ZOO = Path(__file__).resolve().parent.parent / "zoo"
 CPU = torch.device("cpu")
@@ -89,10 +89,7 @@ def test_onnxruntime_gives_eager_logits_on_a_zoo_model_and_can_be_timed(own_temp
     pytest.importorskip("onnxscript")
     (spec,) = [s for s in load_zoo(ZOO) if s.name == "fast_scnn_8xb4-160k_cityscapes-512x1024"]
     torch.manual_seed(0)
-    model = build_model(spec).eval()
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.normal_(0, 0.5), module.running_var.uniform_(0.5, 2), module.bias.data.normal_(0, 0.5)
+    model = randomize_batchnorms(build_model(spec)).eval()
     image = torch.randn(1, 3, 64, 128)
     forward, info = forward_backend(model, "onnxruntime", image, CPU, name=spec.name)
     with torch.no_grad():

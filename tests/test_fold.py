@@ -9,20 +9,7 @@ from torch import nn
 
 from segbench.errors import SegbenchError
 from segbench.fold import TOLERANCE, fold_batchnorm
-
-
-def randomize_batchnorms(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Statistics and affine parameters away from (0, 1), so that a fold that forgets one of them shows."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                for tensor, low, high in (
-                    (module.weight, 0.5, 1.5), (module.bias, -0.2, 0.2), (module.running_mean, -0.2, 0.2), (module.running_var, 0.5, 2.0)
-                ):  # fmt: skip
-                    if tensor is not None:
-                        tensor.copy_(torch.rand(tensor.shape, generator=generator) * (high - low) + low)
-    return model
+from toy_models import randomize_batchnorms
 
 
 def assert_close_to_scale(folded: torch.Tensor, reference: torch.Tensor) -> None:

@@ -151,7 +151,7 @@ def test_bench_records_the_protocol_and_times_what_it_says(toy_zoo, tmp_path):
     assert protocol["name"] == "ddrnet" and protocol["fold_bn"] and protocol["sync_each"] is False
     assert protocol["overrides"] == ["images", "min_seconds", "warmup"]
     latency = record["latency"]
-    assert list(latency["stages"]) == ["clock", "forward"] and len(latency["samples"]) == 4 and latency["loop"]["iterations"] == 4
+    assert set(latency["stages"]) == {"clock", "forward"} and len(latency["samples"]) == 4 and latency["loop"]["iterations"] == 4
     assert latency["warmup"]["iterations"] == 2 and len(latency["warmup"]["trace"]) == 2
     assert record["bn_folding"]["folded"] == 0  # the toy has no BatchNorm
     assert record["params"]["inference"] == sum(p.numel() for p in tiny_segmentor(4).parameters())
@@ -209,3 +209,16 @@ def test_a_protocol_run_keeps_the_default_record_beside_it(toy_zoo, tmp_path):
     assert protocol_name(found[hardware]["settings"]) == "mmseg" and protocol_name(found[f"{hardware}+stdc"]["settings"]) == "stdc"
     rows, unpaired = compare_result_sets(out, out)
     assert len(rows) == 2 and not unpaired and all(not row["settings_differ"] for row in rows)  # each with its own protocol
+
+
+def test_an_onnx_runtime_protocol_end_to_end(toy_zoo, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    assert bench(toy_zoo, tmp_path / "a", "--protocol", "paddleseg", "--images", "3", "--warmup", "1") == 0
+    record = only_record(tmp_path / "a")
+    assert record["settings"]["backend"] == "onnxruntime" and record["backend"]["providers"] == ["CPUExecutionProvider"]
+    assert record["backend"]["parity_error"] <= record["backend"]["parity_tolerance"]
+    assert set(record["latency"]["stages"]) - {"clock"} == set(STAGES) and record["latency"]["timed"] == ["forward", "resize", "argmax", "copy_out"]
+    assert record["memory"]["measured"] is False and "ONNX Runtime" in record["memory"]["reason"]
+    assert bench(toy_zoo, tmp_path / "b", "--backend", "onnxruntime", "--dtype", "fp16") == 1
+    assert "the ONNX Runtime backend runs the exported fp32 graph" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mmseg_reference import REFERENCE, reference_shapes
-from test_fold import randomize_batchnorms
+from toy_models import randomize_batchnorms
 from segbench.build import build_model, model_builder
 from segbench.cli import main
 from segbench.complexity import count_macs

@@ -1,5 +1,7 @@
-"""Small models named by import path in test manifests (`Build.callable: toy_models:...`)."""
+"""Small models named by import path in test manifests (`Build.callable: toy_models:...`), and BatchNorm statistics as
+a trained model has them."""
 
+import torch
 from torch import nn
 
 
@@ -78,3 +80,17 @@ def data_dependent_segmentor() -> nn.Module:
 def options_segmentor(num_classes: int = 4, **options) -> nn.Module:
     """Accepts any keyword argument, as builders forwarding `**kwargs` to a config do."""
     return TinySegmentor(num_classes)
+
+
+def randomize_batchnorms(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Statistics and affine parameters away from (0, 1), so that a fold that forgets one of them shows."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                for tensor, low, high in (
+                    (module.weight, 0.5, 1.5), (module.bias, -0.2, 0.2), (module.running_mean, -0.2, 0.2), (module.running_var, 0.5, 2.0)
+                ):  # fmt: skip
+                    if tensor is not None:
+                        tensor.copy_(torch.rand(tensor.shape, generator=generator) * (high - low) + low)
+    return model
