@@ -297,7 +297,8 @@ def test_profile_imports_no_table_or_plotting_library(toy_zoo):
     """`segbench profile` starts fast: rich (only for --breakdown), pandas and matplotlib stay unimported."""
     code = f"import sys; from segbench.cli import main; code = main(['profile', 'toy_a', '--zoo', {str(toy_zoo)!r}]); " \
         "print(sorted(m for m in ('rich', 'pandas', 'matplotlib') if m in sys.modules)); sys.exit(code)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT / "tests", env={**os.environ, "PYTHONPATH": str(ROOT)})
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}  # this tree's segbench; toy_models from tests/
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT / "tests", env=environment)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("toy_a at 32×64 (H×W)") and done.stdout.splitlines()[-1] == "[]"
 
