@@ -408,18 +408,16 @@ def _human(count: float) -> str:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     """Params and MACs of one model, per forward pass and per image as tested; fvcore and thop with
-    --cross-check; per module with --breakdown."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
+    --cross-check; per module with --breakdown. Plain print: rich is imported for the table only,
+    as a quick profile's start-up is mostly imports."""
     from segbench.build import build_model
     from segbench.complexity import count_macs_as_tested, count_params, module_breakdown
     from segbench.inference import inference_settings
     from segbench.manifest import load_zoo, select_models
-    from segbench.summary import print_table
 
-    specs = select_models(load_zoo(args.zoo), [args.model])
+    # a model's name: read the manifest that holds it; a glob or a family: the whole zoo
+    specs = [s for s in load_zoo(args.zoo, mentioning=args.model) if s.name == args.model]
+    specs = specs or select_models(load_zoo(args.zoo), [args.model])
     if len(specs) != 1:
         raise SegbenchError(f"profile: {args.model!r} selects {len(specs)} models; name one")
     spec = specs[0]
@@ -436,29 +434,34 @@ def cmd_profile(args: argparse.Namespace) -> int:
         model = build_model(spec)
         macs = count_macs_as_tested(model, test, cross_check=args.cross_check)
     params = count_params(model)
-    console = Console(soft_wrap=True)
-    console.print(f"[bold]{escape(spec.name)}[/] at {size[0]}×{size[1]} (H×W), batch 1")
-    console.print(f"params: {_human(params['inference'])} inference, {_human(params['total'])} with auxiliary heads")
+    print(f"{spec.name} at {size[0]}×{size[1]} (H×W), batch 1")
+    print(f"params: {_human(params['inference'])} inference, {_human(params['total'])} with auxiliary heads")
     forward = "×".join(map(str, macs["forward_size"]))
     counter = ("FlopCounterMode on the meta device, FLOPs/2" if macs["primary"] == "flop_counter"
                else f"fvcore: the model cannot run on the meta device: {macs['flop_counter_error']}")  # fmt: skip
-    console.print(f"MACs per forward pass at {forward}: {_human(macs['per_forward'])} ({counter})", markup=False)
+    print(f"MACs per forward pass at {forward}: {_human(macs['per_forward'])} ({counter})")
     per_image = f"{macs['forwards_per_image']} × {_human(macs['per_forward'])} = {_human(macs['per_image'])}"
-    console.print(f"MACs per image as tested ({spec.test.mode}): {per_image}", markup=False)
+    print(f"MACs per image as tested ({spec.test.mode}): {per_image}")
     if "fvcore" in macs and macs["primary"] == "flop_counter":
         ratios = [f"fvcore {_human(macs['fvcore'])} (fvcore/primary {macs['fvcore_over_flop_counter'] or 0:.4f})"]
         ratios += [f"thop {_human(macs['thop'])} (thop/fvcore {macs['thop_over_fvcore'] or 0:.4f})"] if "thop" in macs else []
         where = f"fvcore on {macs['cross_check_device']}" + (f", thop on {macs['thop_device']}" if "thop" in macs else "")
-        console.print(f"cross-check ({where}): " + " · ".join(ratios), markup=False)
+        print(f"cross-check ({where}): " + " · ".join(ratios))
     for group in macs.get("operators_differing", []):
         ops = [", ".join(group[key]) or "none" for key in ("fvcore_by_operator", "flop_counter_by_operator")]
-        console.print(f"fvcore differs in {group['operators']}: {_human(group['fvcore'])} vs {_human(group['flop_counter_macs'])} "
-                      f"(fvcore {ops[0]}; FlopCounterMode {ops[1]})", markup=False)  # fmt: skip
+        print(f"fvcore differs in {group['operators']}: {_human(group['fvcore'])} vs {_human(group['flop_counter_macs'])} "
+              f"(fvcore {ops[0]}; FlopCounterMode {ops[1]})")  # fmt: skip
     for name, reason in macs.get("cross_check_unavailable", {}).items():
-        console.print(f"{name} unavailable: {reason}", markup=False)
+        print(f"{name} unavailable: {reason}")
     if macs.get("fvcore_unsupported_ops"):
-        console.print("not counted by fvcore (elementwise): " + ", ".join(f"{op}×{n}" for op, n in macs["fvcore_unsupported_ops"].items()), markup=False)
+        print("not counted by fvcore (elementwise): " + ", ".join(f"{op}×{n}" for op, n in macs["fvcore_unsupported_ops"].items()))
     if args.breakdown:
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.table import Table
+
+        from segbench.summary import print_table
+
         rows = module_breakdown(model, macs["forward_size"], args.depth)
         total = rows[0]["macs"] or 1
         table = Table(title=f"params and MACs per module (one forward pass at {forward}), depth {args.depth}")
@@ -468,7 +471,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
             level = row["module"].count(".") + 1 if row["module"] else 0
             name = "  " * level + (row["module"].rsplit(".", 1)[-1] if row["module"] else "(model)")
             table.add_row(escape(name), escape(row["type"]), _human(row["params"]), _human(row["macs"]), f"{100 * row['macs'] / total:.1f}")
-        print_table(console, table)
+        print_table(Console(soft_wrap=True), table)
     return 0
 
 

@@ -1,8 +1,10 @@
 """Parameter and multiply-add counts.
 
-MACs: one fused multiply-add = 1. The primary count is torch's FlopCounterMode on a meta-device
+MACs: one fused multiply-add = 1. The primary count is torch's FlopCounterMode's on a meta-device
 copy: shapes only, no arithmetic, well under a second even for the largest zoo model at
-1024×2048; its FLOPs are halved. segbench adds formulas for the matrix products FlopCounterMode
+1024×2048; its FLOPs are halved. A dispatch mode of segbench's counts it (FlopCounterMode's
+formulas, op for op) so that eval-mode batch norm, which does no multiply-adds, is answered
+without its slow Python meta kernel. segbench adds formulas for the matrix products FlopCounterMode
 would silently skip (mv, addmv, dot, addbmm, F.bilinear). fvcore (the count mmsegmentation's
 get_flops gives) and thop are optional cross-checks: fvcore traces a real forward pass on the
 device asked for; thop's module hooks read only shapes, so thop counts on the meta device (on the
@@ -13,7 +15,8 @@ says so.
 
 Every counter runs on an eval-mode copy of the module tree: thop leaves `total_ops` buffers on the
 modules it visits, a failed fvcore trace leaves hooks, and none calls eval() (train-mode BatchNorm
-would update its stats). The copy shares the tensors already on the counting device rather than
+would update its stats); only the meta count of a model already in eval mode on meta, which
+leaves nothing behind, runs on the model itself. The copy shares the tensors already on the counting device rather than
 copying them. MultiheadAttention's fast path is off while counting, else it is one fused op that
 every counter misses (notes/flops.md).
 """
@@ -27,12 +30,16 @@ import math
 import re
 import time
 import warnings
+from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Iterator
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry, shape_wrapper
+from torch.utils.module_tracker import ModuleTracker
 
 from segbench.inference import InferenceSettings, forward_sizes
 from segbench.records import CROSS_CHECK_TOLERANCE
@@ -256,18 +263,75 @@ _FLOP_FORMULAS = {
 }
 
 
+def _batch_norm_outputs(input, weight, bias, running_mean, running_var, momentum, eps):
+    """What eval-mode batch norm returns on the meta device: the normalized input, and the mean and
+    1/std it used per channel."""
+    return torch.empty_like(input), torch.empty_like(running_mean), torch.empty_like(running_var)
+
+
+def _resized(input, output_size, *args, **kwargs):
+    """What a 2-D resize returns on the meta device: the input's batch and channels at output_size
+    (contiguous: the count reads shapes only)."""
+    return input.new_empty((*input.shape[:-2], *output_size))
+
+
+# Ops that do no multiply-adds, whose meta kernel is slow Python (torch's decomposition, run on
+# meta): their outputs are made here. Batch norm's was half of a ResNet's count, the resizes a
+# third of UPerNet's.
+_SHAPE_ONLY = {
+    torch.ops.aten._native_batch_norm_legit_no_training.default: _batch_norm_outputs,
+    torch.ops.aten.upsample_bilinear2d.default: _resized,
+    torch.ops.aten.upsample_nearest2d.default: _resized,
+}
+
+
+class _MetaFlopCounter(TorchDispatchMode):
+    """FLOPs per aten op and per module of a forward pass on the meta device: FlopCounterMode's
+    dispatch with its formulas, except that the ops in _SHAPE_ONLY are not run.
+
+    As in FlopCounterMode, an op with a CompositeImplicitAutograd decomposition is decomposed (so
+    `linear` is counted as the `addmm` it becomes), any other op runs and is counted by its
+    formula. Counts are FlopCounterMode's, op for op (tests/test_zoo.py checks every architecture).
+    """
+
+    def __init__(self, formulas: dict) -> None:
+        super().__init__()
+        self.formulas = {**flop_registry, **{op: shape_wrapper(f) for op, f in formulas.items()}}
+        self.modules = ModuleTracker()  # entered around the mode; names modules "<root class>.<path>"
+        self.flops: dict[str, dict[Any, int]] = defaultdict(lambda: defaultdict(int))
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        with self:
+            out = func.decompose(*args, **kwargs)
+        if out is not NotImplemented:
+            return out
+        out = _SHAPE_ONLY.get(func, func)(*args, **kwargs)
+        formula = self.formulas.get(func._overloadpacket)
+        if formula is not None:
+            flops = formula(*args, **kwargs, out_val=out)
+            for parent in set(self.modules.parents):
+                self.flops[parent][func._overloadpacket] += flops
+        return out
+
+
+def _is_eval_on_meta(model: nn.Module) -> bool:
+    """Whether the model can be counted as it is: in eval mode, on the meta device. The meta count
+    leaves nothing on the modules, so no copy is needed (a third of UPerNet-R101's count)."""
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    return not any(m.training for m in model.modules()) and all(t.device.type == "meta" for t in tensors)
+
+
 def _meta_flops(model: nn.Module, input_size: tuple[int, int]) -> dict[str, dict[str, int]]:
     """FLOPs per aten op of one forward pass on a meta-device copy, per module ('' is the whole
     model, else its named_modules name). Raises where the model cannot run on the meta device."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    meta_model = _counting_copy(model, "meta")
-    counter = FlopCounterMode(display=False, custom_mapping=_FLOP_FORMULAS)
-    with _quiet_counting(), counter:
+    meta_model = model if _is_eval_on_meta(model) else _counting_copy(model, "meta")
+    counter = _MetaFlopCounter(_FLOP_FORMULAS)
+    with _quiet_counting(), counter.modules, counter:
         meta_model(torch.empty(1, 3, *input_size, device="meta"))
-    root = type(meta_model).__name__  # FlopCounterMode names modules "<root class>.<path>"
+    root = type(meta_model).__name__  # ModuleTracker names modules "<root class>.<path>"
     by_module: dict[str, dict[str, int]] = {}
-    for name, ops in counter.get_flop_counts().items():
+    for name, ops in counter.flops.items():
         if name == "Global" or name.startswith(root + "."):
             by_module[name.removeprefix(root + ".") if name != "Global" else ""] = {str(op): int(n) for op, n in ops.items()}
     return by_module

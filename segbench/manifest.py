@@ -660,12 +660,25 @@ def load_manifest(path: str | Path) -> list[ModelSpec]:
     return specs
 
 
-def load_zoo(zoo_dir: str | Path) -> list[ModelSpec]:
-    """Every model of every `*.yaml` under zoo_dir, names unique across files."""
+def _mentions(path: Path, text: str) -> bool:
+    """Whether the file holds `text`, ignoring case as model names are compared (check_unique)."""
+    try:
+        return text.lower().encode() in path.read_bytes().lower()
+    except OSError:
+        return True  # load_manifest says why it cannot be read
+
+
+def load_zoo(zoo_dir: str | Path, mentioning: str | None = None) -> list[ModelSpec]:
+    """Every model of every `*.yaml` under zoo_dir, names unique across files.
+
+    With `mentioning`, only the manifests whose text contains it: one model's name reads the one
+    file that holds it (and any other that repeats the name) rather than the whole zoo."""
     zoo_dir = Path(zoo_dir)
     files = sorted(zoo_dir.glob("*.yaml"))
     if not files:
         raise SegbenchError(f"{zoo_dir}: no manifests (*.yaml) found")
+    if mentioning is not None:
+        files = [path for path in files if _mentions(path, mentioning)]
     specs: list[ModelSpec] = []
     seen: dict[str, ModelSpec] = {}
     for path in files:

@@ -1,6 +1,7 @@
 """The CLI end to end on toy models: exit codes, records, skip/force, failures that do not stop a sweep."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -279,6 +280,27 @@ def test_manifest_text_with_brackets_is_listed_as_written(toy_zoo, capsys):
     assert main(["list", "--zoo", str(toy_zoo)]) == 0
     cells = table_cells(capsys.readouterr().out)
     assert "[/backbone.layer4]" in cells and "40.00 ([bold]ADE20K)" in cells
+
+
+def test_profile_reads_only_the_manifests_that_name_the_model(toy_zoo, capsys):
+    (toy_zoo / "broken.yaml").write_text("Models: [\n")  # another family's manifest, unreadable
+    assert main(["profile", "toy_a", "--zoo", str(toy_zoo)]) == 0
+    assert "toy_a at 32×64 (H×W)" in capsys.readouterr().out
+    assert main(["profile", "toy_*", "--zoo", str(toy_zoo)]) == 1  # a glob: every manifest is read
+    assert f"{toy_zoo / 'broken.yaml'}: invalid YAML" in capsys.readouterr().err
+    (toy_zoo / "broken.yaml").write_text((toy_zoo / "toy.yaml").read_text())  # a name in two manifests is still an error
+    assert main(["profile", "toy_a", "--zoo", str(toy_zoo)]) == 1
+    assert "duplicate model name" in capsys.readouterr().err
+
+
+def test_profile_imports_no_table_or_plotting_library(toy_zoo):
+    """`segbench profile` starts fast: rich (only for --breakdown), pandas and matplotlib stay unimported."""
+    code = f"import sys; from segbench.cli import main; code = main(['profile', 'toy_a', '--zoo', {str(toy_zoo)!r}]); " \
+        "print(sorted(m for m in ('rich', 'pandas', 'matplotlib') if m in sys.modules)); sys.exit(code)"
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}  # this tree's segbench; toy_models from tests/
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT / "tests", env=environment)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("toy_a at 32×64 (H×W)") and done.stdout.splitlines()[-1] == "[]"
 
 
 def test_profile_of_a_model_that_cannot_run_on_meta_counts_with_fvcore(toy_zoo, capsys):

@@ -67,6 +67,20 @@ def test_counting_leaves_the_model_untouched():
     assert model.training
 
 
+def test_an_eval_model_on_meta_is_counted_in_place_and_left_as_it_was():
+    """`segbench profile` counts its meta-built model without a copy: nothing may stay behind."""
+    global_hooks = (torch.nn.modules.module._global_forward_pre_hooks, torch.nn.modules.module._global_forward_hooks)
+    hooks_before = [len(h) for h in global_hooks]
+    on_cpu = architecture_builder("fcn_resnet")(depth=18).eval()
+    on_meta = complexity._counting_copy(on_cpu, "meta")
+    keys = on_meta.state_dict().keys()
+    in_place, on_a_copy = (count_macs(m, (64, 128), cross_check=False)["per_forward"] for m in (on_meta, on_cpu))
+    assert in_place == on_a_copy
+    assert on_meta.state_dict().keys() == keys and not on_meta.training
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in on_meta.modules())
+    assert [len(h) for h in global_hooks] == hooks_before
+
+
 # --- hand counts: attention, einsum/matmul and transposed convolution ------------------------
 
 E, HEADS, CLASSES, SIZE = 16, 2, 3, (4, 6)
