@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from segbench import cli
 from segbench.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -301,6 +302,19 @@ def test_profile_imports_no_table_or_plotting_library(toy_zoo):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT / "tests", env=environment)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("toy_a at 32×64 (H×W)") and done.stdout.splitlines()[-1] == "[]"
+
+
+def test_profile_pauses_the_garbage_collector_for_itself_only(toy_zoo, monkeypatch):
+    import gc
+
+    seen = []
+    monkeypatch.setattr(cli, "_profile", lambda args: seen.append(gc.isenabled()) or 0)
+    assert main(["profile", "toy_a", "--zoo", str(toy_zoo)]) == 0 and seen == [False] and gc.isenabled()
+    gc.disable()  # a caller that paused it keeps it paused
+    try:
+        assert main(["profile", "toy_a", "--zoo", str(toy_zoo)]) == 0 and not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_profile_of_a_model_that_cannot_run_on_meta_counts_with_fvcore(toy_zoo, capsys):
