@@ -385,7 +385,7 @@ def published_points(frame: pd.DataFrame, protocol: str | None = None, hardware:
 
 def published_title(points: pd.DataFrame, protocol: str, hardware: str, group: tuple[str, str, str]) -> str:
     rho = rank_correlation(points["measured_relative"], points["published_relative"])
-    return (f"Relative speed under protocol {protocol}: measured on {hardware} vs published on {', '.join(group)}\n"
+    return (f"Relative speed under protocol {protocol}\nmeasured on {hardware} vs published on {', '.join(group)}\n"
             f"{len(points)} models, each FPS over its axis' median; Spearman ρ = {rho:.2f}")  # fmt: skip
 
 
@@ -416,7 +416,7 @@ def plot_published(frame: pd.DataFrame, out_dir: Path, protocol: str | None = No
             axis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"Published FPS / median ({group[0]})")
         ax.set_ylabel(f"Measured FPS / median ({hardware})")
-        ax.set_title(published_title(points, protocol, hardware, group), fontsize=fontsize)
+        fig.suptitle(published_title(points, protocol, hardware, group), fontsize=fontsize)  # the figure's width: the axes are square
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(loc="upper left", fontsize=fontsize * 0.85, frameon=False)
         fig.draw_without_rendering()

@@ -522,8 +522,9 @@ def run_sweep(
         console = Console(quiet=True)
     env = collect_environment(settings.device)
     hardware = env["hardware"]
-    where = f"{settings.device} ({env.get('gpu_name') or env['cpu']}) → {results_dir}/{hardware}/"
-    console.print(f"[bold]segbench[/] {len(specs)} model(s) on {escape(where)}")
+    folder = results_folder(hardware, {"protocol": settings.protocol.as_settings()})
+    where = f"{settings.device} ({env.get('gpu_name') or env['cpu']}) → {results_dir}/{folder}/"
+    console.print(f"[bold]segbench[/] {len(specs)} model(s), protocol {settings.protocol.name}, on {escape(where)}")
     outcomes: list[Outcome] = []
     columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeLeftColumn())
     pace = SweepPace(model_work(specs, settings, results_dir))
