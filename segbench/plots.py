@@ -226,13 +226,17 @@ def plot_figure(
     rc = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "path", "svg.hashsalt": "segbench", "font.size": fontsize}
     with matplotlib.rc_context(rc):
         fig = _draw(points, axis, hardware if axis.per_hardware else [], (width, height), fontsize, bubble, labels, log, error_bars=error_bars)
-        stem = f"miou_vs_{x}" + _dataset_file_tag(dataset) + ("" if size == "page" else f".{size}")  # sizes side by side; page keeps the README's names
-        out_dir.mkdir(parents=True, exist_ok=True)
-        written = []
-        for ext in formats:
-            path = out_dir / f"{stem}.{ext}"
-            fig.savefig(path, dpi=200 if size == "column" else 150, metadata=_METADATA[ext])
-            written.append(path)
+        return _save(fig, out_dir, f"miou_vs_{x}" + _dataset_file_tag(dataset), size, formats)
+
+
+def _save(fig: Figure, out_dir: Path, stem: str, size: str, formats: tuple[str, ...]) -> list[Path]:
+    """The figure as <stem>[.<size>].<format> for each format; the page size keeps the README's names."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for ext in formats:
+        path = out_dir / f"{stem}{'' if size == 'page' else '.' + size}.{ext}"
+        fig.savefig(path, dpi=200 if size == "column" else 150, metadata=_METADATA[ext])
+        written.append(path)
     return written
 
 
@@ -426,10 +430,4 @@ def plot_published(frame: pd.DataFrame, out_dir: Path, protocol: str | None = No
         texts = [(names[r["model"]], *to_display((r["published_relative"], r["measured_relative"]))) for _, r in points.iterrows()]
         obstacles = [(*to_display((r["published_relative"], r["measured_relative"])), 4.0) for _, r in points.iterrows()]
         _place_labels(ax, fig, texts, obstacles, fontsize * 0.8)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        written = []
-        for ext in formats:
-            path = out_dir / f"speed_vs_published.{protocol}.{hardware}{'' if size == 'page' else '.' + size}.{ext}"
-            fig.savefig(path, dpi=200 if size == "column" else 150, metadata=_METADATA[ext])
-            written.append(path)
-    return written
+        return _save(fig, out_dir, f"speed_vs_published.{protocol}.{hardware}", size, formats)

@@ -62,6 +62,15 @@ def test_every_kind_of_feeder_folds_to_the_same_output(feeder, norm, shape):
     assert report["max_abs_diff"] <= report["allowed_abs_diff"]
 
 
+class ConvNorm(nn.Module):
+    """A 1x1 conv into a BatchNorm; the subclasses below read the conv's output or the norm in ways folding must see."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.bn = nn.BatchNorm2d(3)
+
+
 class Residual(nn.Module):
     """y = bn(conv(x)) + conv(x): the conv's output is read twice, folding would change the residual."""
 
@@ -112,13 +121,8 @@ class SharedConv(nn.Module):
         return self.bn_a(self.conv(x)) + self.bn_b(self.conv(x.flip(-1)))
 
 
-class ReturnsFeature(nn.Module):
+class ReturnsFeature(ConvNorm):
     """The conv's output leaves the model beside the normalized one."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 3, 1)
-        self.bn = nn.BatchNorm2d(3)
 
     def forward(self, x):
         y = self.conv(x)
@@ -180,13 +184,8 @@ def test_a_norm_that_never_runs_stays_and_the_rest_fold():
     assert (report["folded"], report["left_reasons"]) == (1, {"did not run as a module in the traced forward": 1})
 
 
-class ReadsValuesAsAList(nn.Module):
+class ReadsValuesAsAList(ConvNorm):
     """Reads the conv's output through .tolist(), which returns no tensor: the trace cannot see that read."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 3, 1)
-        self.bn = nn.BatchNorm2d(3)
 
     def forward(self, x):
         y = self.conv(x)
@@ -207,13 +206,8 @@ def test_a_fold_that_changes_the_output_is_undone_and_named():
     assert after.keys() == before.keys() and all(torch.equal(after[k], v) for k, v in before.items())
 
 
-class ReadsTheNormsWidth(nn.Module):
+class ReadsTheNormsWidth(ConvNorm):
     """Asks its norm for num_features at run time: without the norm the folded model cannot run."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 3, 1)
-        self.bn = nn.BatchNorm2d(3)
 
     def forward(self, x):
         return self.bn(self.conv(x))[:, : self.bn.num_features - 1]
