@@ -414,7 +414,8 @@ def _timed_network(model, protocol: Protocol, test, image: torch.Tensor, setting
 
         timed = copy.deepcopy(model)
         small = torch.randn(1, 3, *FOLD_CHECK_SIZE, generator=torch.Generator().manual_seed(0)).to(settings.device)
-        record["bn_folding"] = fold_batchnorm(timed, small, where=located(record["manifest"], record["model"], "protocol.fold_bn"))
+        folding = fold_batchnorm(timed, small, where=located(record["manifest"], record["model"], "protocol.fold_bn"))
+        record["bn_folding"] = dict(folding, params_and_macs="of the model as built: counted before folding")
         if settings.channels_last:  # folded weights are new tensors, in the default layout
             timed.to(memory_format=torch.channels_last)
     from segbench.backends import forward_backend

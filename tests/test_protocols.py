@@ -153,7 +153,7 @@ def test_bench_records_the_protocol_and_times_what_it_says(toy_zoo, tmp_path):
     latency = record["latency"]
     assert set(latency["stages"]) == {"clock", "forward"} and len(latency["samples"]) == 4 and latency["loop"]["iterations"] == 4
     assert latency["warmup"]["iterations"] == 2 and len(latency["warmup"]["trace"]) == 2
-    assert record["bn_folding"]["folded"] == 0  # the toy has no BatchNorm
+    assert record["bn_folding"]["folded"] == 0 and "as built" in record["bn_folding"]["params_and_macs"]  # the toy has no BatchNorm
     assert record["params"]["inference"] == sum(p.numel() for p in tiny_segmentor(4).parameters())
 
 
