@@ -222,3 +222,16 @@ def test_an_onnx_runtime_protocol_end_to_end(toy_zoo, tmp_path, capsys):
     assert record["memory"]["measured"] is False and "ONNX Runtime" in record["memory"]["reason"]
     assert bench(toy_zoo, tmp_path / "b", "--backend", "onnxruntime", "--dtype", "fp16") == 1
     assert "the ONNX Runtime backend runs the exported fp32 graph" in capsys.readouterr().err
+
+
+def test_a_folding_protocol_on_a_zoo_model_folds_its_batchnorms_and_counts_as_built(tmp_path):
+    zoo = Path(__file__).resolve().parent.parent / "zoo"
+    model = "fast_scnn_8xb4-160k_cityscapes-512x1024"
+    common = ["bench", "--zoo", str(zoo), "--models", model, "--device", "cpu", "--input-size", "64x128", "--images", "2",
+              "--warmup", "1", "--no-report", "--measure", "params,macs,latency"]  # fmt: skip
+    assert main([*common, "--output", str(tmp_path / "a")]) == 0
+    assert main([*common, "--output", str(tmp_path / "b"), "--protocol", "hardnet"]) == 0
+    (default,), (folded,) = (list((tmp_path / side / "results").glob(f"*/{model}.json")) for side in "ab")
+    default, folded = json.loads(default.read_text()), json.loads(folded.read_text())
+    assert folded["bn_folding"]["folded"] > 30 and folded["bn_folding"]["max_abs_diff"] <= folded["bn_folding"]["allowed_abs_diff"]
+    assert folded["params"] == default["params"] and folded["macs"]["per_image"] == default["macs"]["per_image"]  # as built
