@@ -128,10 +128,17 @@ def _dataset_file_tag(dataset: str) -> str:
 
 
 def _select_points(frame: pd.DataFrame, axis: Axis, hardware: list[str], dataset: str = MEASURED_DATASET) -> pd.DataFrame:
-    """Measured rows with a cost on `axis` and an mIoU on `dataset` (case-insensitive), on the given hardware."""
+    """Measured rows with a cost on `axis` and an mIoU on `dataset` (case-insensitive), on the given hardware.
+
+    A model timed under several protocols on one hardware is one point: latency, FPS and memory under the default
+    protocol where any record has it, else under the protocol most records followed (the title names it)."""
     on_dataset = frame["miou_dataset"].str.lower() == dataset.lower()
     rows = frame[(frame["status"] == "ok") & frame[axis.column].notna() & frame["miou"].notna() & on_dataset]
     rows = rows[rows["hardware"].isin(hardware)]
+    if axis.per_hardware and not rows.empty:
+        counts = rows["protocol"].value_counts()
+        chosen = DEFAULT if DEFAULT in counts else sorted(counts.index, key=lambda p: (-counts[p], p))[0]
+        rows = rows[rows["protocol"] == chosen]
     if not axis.per_hardware:  # the same figure on every hardware: one point per model
         rows = rows.drop_duplicates("model")
     return rows
@@ -297,6 +304,8 @@ def _draw(points: pd.DataFrame, axis: Axis, hardware: list[str], figsize, fontsi
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{points['miou_dataset'].iloc[0]} val mIoU (%)")
     title = f"mIoU vs {axis.title}" + (f" on {' and '.join(hardware)}" if hardware else "")
+    if axis.per_hardware and (protocol := points["protocol"].iloc[0]) != DEFAULT:
+        title += f", protocol {protocol}"
     if axis.timed:
         images = sorted(points["images"].dropna().astype(int).unique())
         title += f"\n{images[0]}" + (f"–{images[-1]}" if len(images) > 1 else "") + " timed images per model"

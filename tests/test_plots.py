@@ -206,3 +206,22 @@ def test_plot_takes_a_dataset_and_keeps_each_datasets_files_apart(two_datasets, 
     assert plot(zoo, out, "--dataset", "pascal") == 1
     err = capsys.readouterr().err
     assert "--dataset: no mIoU on pascal (have: Cityscapes, ADE20K)" in err and "Traceback" not in err
+
+
+def test_a_model_timed_under_two_protocols_is_one_point_of_the_default_protocol(tmp_path):
+    from segbench.records import record_path, results_folder, write_record
+
+    zoo, out = write_synthetic_results(tmp_path, models_per_family=2, hardware=HW[:1])
+    (path, *_) = sorted((out / "results" / HW[0]).glob("*.json"))
+    record = json.loads(path.read_text())
+    record["settings"]["protocol"] = {"name": "ddrnet"}
+    record["latency"]["samples"] = [s / 3 for s in record["latency"]["samples"]]
+    write_record(record_path(out / "results", results_folder(HW[0], record["settings"]), record["model"]), record)
+    frame = load_frame(out / "results", zoo)
+    assert sorted(frame.loc[frame["model"] == record["model"], "protocol"]) == ["ddrnet", "mmseg"]
+    points = _select_points(frame, AXES["latency"], [HW[0]])
+    assert len(points) == points["model"].nunique() and set(points["protocol"]) == {"mmseg"}
+    only_ddrnet = _select_points(frame[frame["protocol"] != "mmseg"], AXES["latency"], [HW[0]])
+    assert list(only_ddrnet["model"]) == [record["model"]]
+    fig = _draw(only_ddrnet, AXES["latency"], [HW[0]], (7, 4.4), 7.0, False, "all", "auto")
+    assert "protocol ddrnet" in fig.axes[0].get_title()
