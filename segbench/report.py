@@ -23,7 +23,7 @@ from segbench import PROJECT_ROOT
 from segbench.errors import SegbenchError, one_line
 from segbench.formatting import fixed
 from segbench.manifest import BUILTIN_WEIGHTS, ModelSpec, load_zoo
-from segbench.protocols import protocol_name
+from segbench.protocols import DEFAULT as DEFAULT_PROTOCOL, protocol_name
 from segbench.published import published_columns
 from segbench.records import CROSS_CHECK_TOLERANCE, MEASURED_DATASET, is_demo_accuracy, iter_records, macs_per_image
 from segbench.stats import latency_summary
@@ -284,6 +284,12 @@ def _link(url: Any, text: str) -> str:
     return _code(markdown_text(url))
 
 
+def _protocol_note(protocol: Any) -> str:
+    """' (ddrnet protocol)' beside the hardware of a record timed under a protocol other than the default, so that a
+    model's rows of two protocols on one hardware tell themselves apart; nothing for the default."""
+    return f" ({protocol} protocol)" if isinstance(protocol, str) and protocol != DEFAULT_PROTOCOL else ""
+
+
 def _whole(value: Any) -> str:
     """A count as pandas may hold it (1.0), or a word such as 'auto', for the page."""
     return str(int(value)) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
@@ -340,6 +346,7 @@ def render_markdown(frame: pd.DataFrame, template: str | Path | None = None) -> 
     env.filters["fixed"] = _fixed
     env.filters["link"] = _link
     env.filters["code"] = _code
+    env.filters["protocol_note"] = _protocol_note
     env.filters["url"] = lambda path: quote(path, safe="/")
     raw = frame.astype(object).where(frame.notna(), None).to_dict("records")
     records = [{k: v if k in _RAW else _escaped(v) for k, v in r.items()} for r in raw]

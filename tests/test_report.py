@@ -447,3 +447,17 @@ def test_the_page_lists_and_explains_where_the_mac_counters_disagree(toy_zoo, tm
     rows = [line for line in section.splitlines() if line.startswith("| toy_")]
     assert rows == ["| toy_a | `cpu-x` | 1.000 | 0.800 | 0.900 | matrix products and attention: fvcore 0.000 G, primary 0.200 G |"]
     assert "thop counts per module" in section  # the explanation is on the page
+
+
+def test_two_protocols_of_one_model_on_one_hardware_are_told_apart_on_the_page(tmp_path):
+    from segbench.records import record_path, results_folder, write_record
+    from synthetic_results import write_synthetic_results
+
+    zoo, out = write_synthetic_results(tmp_path, models_per_family=1, hardware=("gpu-a",))
+    path = sorted((out / "results" / "gpu-a").glob("*.json"))[0]
+    record = json.loads(path.read_text())
+    record["settings"]["protocol"] = {"name": "ddrnet"}
+    write_record(record_path(out / "results", results_folder("gpu-a", record["settings"]), record["model"]), record)
+    rows = [line for line in render_markdown(load_frame(out / "results", zoo)).splitlines() if line.startswith(f"| {record['model']} |")]
+    marked = [line for line in rows if "`gpu-a` (ddrnet protocol)" in line]
+    assert marked and len(marked) == len(rows) / 2  # in every table that shows the model's hardware, one row of each
