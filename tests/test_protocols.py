@@ -235,3 +235,38 @@ def test_a_folding_protocol_on_a_zoo_model_folds_its_batchnorms_and_counts_as_bu
     default, folded = json.loads(default.read_text()), json.loads(folded.read_text())
     assert folded["bn_folding"]["folded"] > 30 and folded["bn_folding"]["max_abs_diff"] <= folded["bn_folding"]["allowed_abs_diff"]
     assert folded["params"] == default["params"] and folded["macs"]["per_image"] == default["macs"]["per_image"]  # as built
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@cuda
+@pytest.mark.gpu
+def test_cuda_back_to_back_loop_samples_are_event_spans_that_add_up_to_the_loop():
+    """On a GPU an unsynchronized loop cannot be split by the wall clock: each sample is the span by CUDA events, and
+    the loop's wall-clock mean (what the scripts print) is within the launch overhead of their mean."""
+    model = tiny_segmentor(4).cuda().eval()
+    stages = prediction_stages(model, InferenceSettings(test_size=(256, 512)), protocol=PROTOCOLS["ddrnet"], device=torch.device("cuda"))
+    result = time_predictions(stages, [image(256, 512)], torch.device("cuda"), iterations=50, sync_each=False)
+    assert result["stages"]["clock"] == "cuda_event" and len(result["samples"]) == 50 and "cuda_event_samples" not in result
+    assert all(s > 0 for s in result["samples"])
+    assert statistics.mean(result["samples"]) <= 1.5 * result["loop"]["mean_s"] + 1e-4
+
+
+@cuda
+@pytest.mark.gpu
+def test_cuda_folding_keeps_the_logits_of_a_zoo_model():
+    from segbench.build import build_model
+    from segbench.fold import TOLERANCE, fold_batchnorm
+    from segbench.manifest import load_zoo
+    from toy_models import randomize_batchnorms
+
+    (spec,) = [s for s in load_zoo(Path(__file__).resolve().parent.parent / "zoo") if s.name.startswith("ddrnet_23-slim")]
+    model = randomize_batchnorms(build_model(spec)).cuda().eval()
+    x = torch.randn(1, 3, 128, 256, device="cuda")
+    with torch.no_grad():
+        reference = model(x)
+    report = fold_batchnorm(model, x)
+    with torch.no_grad():
+        folded = model(x)
+    assert report["folded"] > 0 and (folded - reference).abs().max() <= TOLERANCE * reference.abs().max()
