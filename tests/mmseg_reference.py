@@ -34,6 +34,28 @@ def assert_matches_mmseg(model, config: str, folder: Path = REFERENCE) -> None:
     assert (total, inference) == (PARAMS[config]["params_total"], PARAMS[config]["params_inference"])
 
 
+def mmseg_config_tests(configs: dict[str, tuple[str, dict]], build=None):
+    """The two tests every mmsegmentation family's file runs over its configs (config -> (architecture, kwargs)): each
+    config has its reference key list and parameter counts, and each model built for it matches them
+    (assert_matches_mmseg). `build(architecture, **kwargs)` makes the model (default: the architecture's builder).
+    Assign both to module names beginning with test_, so that pytest collects them there."""
+    import pytest
+
+    from segbench.models import architecture_builder
+
+    make = build or (lambda architecture, **kwargs: architecture_builder(architecture)(**kwargs))
+
+    def test_every_config_has_its_reference_file():
+        assert set(configs) <= {p.name.removesuffix(".keys.txt") for p in REFERENCE.glob("*.keys.txt")} & set(PARAMS)
+
+    @pytest.mark.parametrize("config", sorted(configs))
+    def test_state_dict_and_params_match_mmsegmentation(config):
+        architecture, kwargs = configs[config]
+        assert_matches_mmseg(make(architecture, **kwargs), config)
+
+    return test_every_config_has_its_reference_file, test_state_dict_and_params_match_mmsegmentation
+
+
 def logits_on_a_random_image(architecture: str, kwargs: dict, size: tuple[int, int] = (64, 128)):
     """(model in eval mode, the 1x3xHxW random image, its logits): the shape check every family's
     tests make. Seeded, so a failure reproduces."""

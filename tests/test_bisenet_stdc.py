@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmseg_reference import PARAMS, REFERENCE, assert_matches_mmseg, logits_on_a_random_image, reference_shapes
+from mmseg_reference import logits_on_a_random_image, mmseg_config_tests, reference_shapes
 from segbench.complexity import count_macs, count_params
 from segbench.inference import slide_logits
 from segbench.manifest import load_zoo
@@ -35,13 +35,7 @@ def build(config: str):
     return architecture_builder(architecture)(**kwargs).eval()
 
 
-def test_every_config_has_its_reference_file():
-    assert set(CONFIGS) <= {p.name.removesuffix(".keys.txt") for p in REFERENCE.glob("*.keys.txt")} & set(PARAMS)
-
-
-@pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_state_dict_and_params_match_mmsegmentation(config):
-    assert_matches_mmseg(build(config), config)
+test_every_config_has_its_reference_file, test_state_dict_and_params_match_mmsegmentation = mmseg_config_tests(CONFIGS)
 
 
 def reference_of(name: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from mmseg_reference import PARAMS, REFERENCE, assert_matches_mmseg, logits_on_a_random_image
+from mmseg_reference import logits_on_a_random_image, mmseg_config_tests
 from segbench.complexity import count_macs, count_params
 from segbench.inference import slide_logits
 from segbench.layers.attention_ops import (
@@ -29,19 +29,12 @@ CONFIGS = {
 FAMILY_MODULES = {"nonlocal_net", "dnl", "gcnet", "ccnet", "danet", "psanet"}
 
 
-def test_every_config_has_its_reference_file():
-    assert set(CONFIGS) <= {p.name.removesuffix(".keys.txt") for p in REFERENCE.glob("*.keys.txt")} & set(PARAMS)
-
-
 def test_every_builder_of_these_families_is_covered():
     ours = {n for n in list_architectures() if architecture_builder(n).__module__.rsplit(".", 1)[-1] in FAMILY_MODULES}
     assert ours == {architecture for architecture, _ in CONFIGS.values()}
 
 
-@pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_state_dict_and_params_match_mmsegmentation(config):
-    architecture, kwargs = CONFIGS[config]
-    assert_matches_mmseg(architecture_builder(architecture)(**kwargs), config)
+test_every_config_has_its_reference_file, test_state_dict_and_params_match_mmsegmentation = mmseg_config_tests(CONFIGS)
 
 
 @pytest.mark.usefixtures("one_thread")

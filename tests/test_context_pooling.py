@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmseg_reference import PARAMS, REFERENCE, assert_matches_mmseg, logits_on_a_random_image
+from mmseg_reference import logits_on_a_random_image, mmseg_config_tests
 from segbench.complexity import count_macs, count_params
 from segbench.layers import SelfAttentionBlock
 from segbench.models import architecture_builder, list_architectures
@@ -40,14 +40,7 @@ CONFIGS = {
 FAMILY_MODULES = {"encnet", "apcnet", "dmnet", "ann", "emanet", "isanet", "fastfcn"}
 
 
-def test_every_config_has_its_reference_file():
-    assert set(CONFIGS) <= {p.name.removesuffix(".keys.txt") for p in REFERENCE.glob("*.keys.txt")} & set(PARAMS)
-
-
-@pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_state_dict_and_params_match_mmsegmentation(config):
-    architecture, kwargs = CONFIGS[config]
-    assert_matches_mmseg(architecture_builder(architecture)(**kwargs), config)
+test_every_config_has_its_reference_file, test_state_dict_and_params_match_mmsegmentation = mmseg_config_tests(CONFIGS)
 
 
 def test_every_builder_has_a_reference_config():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmseg_reference import DRIVE_REFERENCE, PARAMS, REFERENCE, assert_matches_mmseg, logits_on_a_random_image, reference_shapes
+from mmseg_reference import DRIVE_REFERENCE, PARAMS, REFERENCE, assert_matches_mmseg, logits_on_a_random_image, mmseg_config_tests, reference_shapes
 from segbench.complexity import _meta_flops, count_params
 from segbench.models import architecture_builder, list_architectures
 from segbench.training import training_outputs
@@ -45,10 +45,7 @@ def test_every_config_has_its_reference_file():
         assert set(configs) <= {p.name.removesuffix(".keys.txt") for p in folder.glob("*.keys.txt")} & set(PARAMS)
 
 
-@pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_state_dict_and_params_match_mmsegmentation(config):
-    architecture, kwargs = CONFIGS[config]
-    assert_matches_mmseg(architecture_builder(architecture)(**kwargs), config)
+_, test_state_dict_and_params_match_mmsegmentation = mmseg_config_tests(CONFIGS)
 
 
 @pytest.mark.parametrize("config", sorted(DRIVE_CONFIGS))

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from mmseg_reference import PARAMS, REFERENCE, assert_matches_mmseg, logits_on_a_random_image
+from mmseg_reference import logits_on_a_random_image, mmseg_config_tests
 from segbench.build import build_model
 from segbench.complexity import count_macs
 from segbench.errors import SegbenchError
@@ -36,14 +36,7 @@ CONFIGS = {
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny inputs run faster on one thread
 
 
-def test_every_config_has_its_reference_file():
-    assert set(CONFIGS) <= {p.name.removesuffix(".keys.txt") for p in REFERENCE.glob("*.keys.txt")} & set(PARAMS)
-
-
-@pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_state_dict_and_params_match_mmsegmentation(config):
-    architecture, kwargs = CONFIGS[config]
-    assert_matches_mmseg(architecture_builder(architecture)(**kwargs), config)
+test_every_config_has_its_reference_file, test_state_dict_and_params_match_mmsegmentation = mmseg_config_tests(CONFIGS)
 
 
 # builder arguments -> expected logits (classes, H, W) for a 1x3x64x128 input

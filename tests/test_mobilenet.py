@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmseg_reference import PARAMS, REFERENCE, assert_matches_mmseg, logits_on_a_random_image, reference_shapes
+from mmseg_reference import PARAMS, REFERENCE, logits_on_a_random_image, mmseg_config_tests, reference_shapes
 from segbench.complexity import count_macs
 from segbench.models import architecture_builder, list_architectures
 
@@ -45,10 +45,7 @@ def test_every_config_has_its_reference_file_and_every_builder_a_shape_case():
     assert {name for name, _, _ in OUTPUT_SHAPES} == set(list_architectures("*mobilenet*"))
 
 
-@pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_state_dict_and_params_match_mmsegmentation(config):
-    architecture, kwargs = CONFIGS[config]
-    assert_matches_mmseg(architecture_builder(architecture)(**kwargs), config)
+_, test_state_dict_and_params_match_mmsegmentation = mmseg_config_tests(CONFIGS)
 
 
 # The small LR-ASPP has no file in the shared reference set: its key list was written from mmseg

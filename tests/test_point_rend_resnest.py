@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmseg_reference import assert_matches_mmseg, logits_on_a_random_image
+from mmseg_reference import logits_on_a_random_image, mmseg_config_tests
 from segbench.complexity import count_macs
 from segbench.layers.points import most_uncertain_points, point_sample, training_points
 from segbench.models import architecture_builder
@@ -28,10 +28,7 @@ CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_state_dict_and_params_match_mmsegmentation(config):
-    architecture, kwargs = CONFIGS[config]
-    assert_matches_mmseg(architecture_builder(architecture)(**kwargs), config)
+test_every_config_has_its_reference_file, test_state_dict_and_params_match_mmsegmentation = mmseg_config_tests(CONFIGS)
 
 
 @pytest.mark.usefixtures("one_thread")

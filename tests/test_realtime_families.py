@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mmseg_reference import assert_matches_mmseg, logits_on_a_random_image
+from mmseg_reference import logits_on_a_random_image, mmseg_config_tests
 from segbench.complexity import count_macs
 from segbench.inference import slide_logits
 from segbench.models import architecture_builder
@@ -41,10 +41,7 @@ def build(architecture: str, **kwargs) -> nn.Module:
     return architecture_builder(architecture)(**kwargs)
 
 
-@pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_state_dict_and_params_match_mmsegmentation(config):
-    architecture, kwargs = CONFIGS[config]
-    assert_matches_mmseg(build(architecture, **kwargs), config)
+test_every_config_has_its_reference_file, test_state_dict_and_params_match_mmsegmentation = mmseg_config_tests(CONFIGS)
 
 
 def test_every_realtime_architecture_has_an_output_shape_case():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmseg_reference import PARAMS, REFERENCE, assert_matches_mmseg, logits_on_a_random_image
+from mmseg_reference import logits_on_a_random_image, mmseg_config_tests
 from segbench.models import architecture_builder, list_architectures
 from segbench.models.backbones.resnet import ResNet
 from segbench.models.segmentor import AUXILIARY_PREFIX
@@ -39,14 +39,7 @@ MMSEG_CONFIGS = {
 }
 
 
-def test_every_config_has_its_reference_file():
-    assert set(MMSEG_CONFIGS) <= {p.name.removesuffix(".keys.txt") for p in REFERENCE.glob("*.keys.txt")} & set(PARAMS)
-
-
-@pytest.mark.parametrize("config", sorted(MMSEG_CONFIGS))
-def test_state_dict_and_params_match_mmsegmentation(config):
-    architecture, kwargs = MMSEG_CONFIGS[config]
-    assert_matches_mmseg(architecture_builder(architecture)(**kwargs), config)
+test_every_config_has_its_reference_file, test_state_dict_and_params_match_mmsegmentation = mmseg_config_tests(MMSEG_CONFIGS)
 
 
 # builder arguments -> expected logits (classes, H, W) for a 1x3x64x128 input

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmseg_reference import PARAMS, REFERENCE, assert_matches_mmseg
+from mmseg_reference import mmseg_config_tests
 from segbench.build import build_model
 from segbench.complexity import count_macs, module_breakdown
 from segbench.errors import SegbenchError
@@ -29,14 +29,7 @@ CONFIGS = {f"segformer_mit-b{i}_8xb1-160k_cityscapes-1024x1024": ("segformer_mit
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny inputs run faster on one thread
 
 
-def test_every_config_has_its_reference_file():
-    assert set(CONFIGS) <= {p.name.removesuffix(".keys.txt") for p in REFERENCE.glob("*.keys.txt")} & set(PARAMS)
-
-
-@pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_state_dict_and_params_match_mmsegmentation(config):
-    architecture, kwargs = CONFIGS[config]
-    assert_matches_mmseg(architecture_builder(architecture)(**kwargs), config)
+test_every_config_has_its_reference_file, test_state_dict_and_params_match_mmsegmentation = mmseg_config_tests(CONFIGS)
 
 
 def test_every_layer_norm_has_mmseg_eps():

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from mmseg_reference import PARAMS, REFERENCE, assert_matches_mmseg, logits_on_a_random_image
+from mmseg_reference import logits_on_a_random_image, mmseg_config_tests
 from segbench.complexity import count_macs, module_breakdown
 from segbench.inference import slide_logits
 from segbench.models import architecture_builder
@@ -40,14 +40,7 @@ def on_meta(architecture: str, **kwargs) -> nn.Module:
         return architecture_builder(architecture)(**kwargs).eval()
 
 
-def test_every_config_has_its_reference_file():
-    assert set(CONFIGS) <= {p.name.removesuffix(".keys.txt") for p in REFERENCE.glob("*.keys.txt")} & set(PARAMS)
-
-
-@pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_state_dict_and_params_match_mmsegmentation(config):
-    architecture, kwargs = CONFIGS[config]
-    assert_matches_mmseg(on_meta(architecture, **kwargs), config)
+test_every_config_has_its_reference_file, test_state_dict_and_params_match_mmsegmentation = mmseg_config_tests(CONFIGS, build=on_meta)
 
 
 def test_layer_norm_eps_as_mmseg_configures_it():
