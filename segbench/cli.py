@@ -101,7 +101,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from segbench.plan import TimeBudget, sweep_order
     from segbench.records import iter_records
     from segbench.protocols import get_protocol
-    from segbench.runner import BenchSettings, default_warmup, rank, resolve_device, resolve_evaluation, run_sweep
+    from segbench.runner import BenchSettings, rank, resolve_device, resolve_evaluation, run_sweep
     from segbench.summary import efficiency_line, print_summary
 
     console = Console(stderr=True, soft_wrap=True)
@@ -136,8 +136,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.measure and "miou" in args.measure and evaluation is None:
         raise SegbenchError("--measure miou: needs a dataset; give --data-root DIR or --eval")
     settings = BenchSettings(
-        device=device, images=protocol.images, warmup=default_warmup(device) if protocol.warmup is None else protocol.warmup,
-        protocol=protocol, input_size=args.input_size,
+        device=device, protocol=protocol, input_size=args.input_size,
         weights=args.weights, checkpoint=args.checkpoint, evaluation=evaluation, dtype=args.dtype,
         checkpoint_sha256=args.sha256, trust_checkpoints=args.trust_checkpoints,
         channels_last=args.channels_last, train_iters=args.train_iters,

@@ -93,12 +93,7 @@ def default_warmup(device: torch.device) -> int:
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """`images` and `warmup` are the protocol's after the user's overrides, warmup resolved for the device (an int or
-    AUTO); `images` is None when the protocol times for a minimum duration instead."""
-
     device: torch.device
-    images: int | None = 200
-    warmup: int | str = 5
     input_size: tuple[int, int] | None = None  # overrides every manifest's Test.size
     weights: bool = False  # load each manifest's published weights
     checkpoint: str | None = None  # one file or URL for the (single) selected model
@@ -107,7 +102,17 @@ class BenchSettings:
     evaluation: Evaluation | None = None
     dtype: str = "fp32"  # fp16/bf16: the forward pass under torch.autocast
     channels_last: bool = False
-    protocol: Protocol = PROTOCOLS["mmseg"]  # what is timed and how; its backend "compile" compiles during warm-up
+    protocol: Protocol = PROTOCOLS["mmseg"]  # what is timed and how, with the user's overrides; "compile" compiles in warm-up
+
+    @property
+    def images(self) -> int | None:
+        """Timed predictions per model; None when the protocol times for a minimum duration instead."""
+        return self.protocol.images
+
+    @property
+    def warmup(self) -> int | str:
+        """Warm-up passes (a count, or AUTO): the protocol's, else segbench's default for the device it runs on."""
+        return default_warmup(self.device) if self.protocol.warmup is None else self.protocol.warmup
     train_iters: int = 10  # timed training steps on CUDA; 0 skips training memory and s/iter
     measure: tuple[str, ...] = MEASUREMENTS  # what to measure, a subset of MEASUREMENTS
 

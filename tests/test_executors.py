@@ -15,6 +15,7 @@ from segbench.cli import main
 from segbench.environment import collect_environment
 from segbench.manifest import load_zoo, select_models
 from segbench.records import read_record, record_problem
+from segbench.protocols import PROTOCOLS
 from segbench.runner import BenchSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +25,7 @@ SLOW = "".join(f"""\
   Build: {{callable: 'sweep_models:slow_segmentor', kwargs: {{tag: toy_slow_{tag}, delay: 0.05}}}}
   Test: {{size: [32, 64]}}
 """ for tag in "abc")  # fmt: skip
-FAST = BenchSettings(device=torch.device("cpu"), images=2, warmup=0, measure=("latency", "params"))
+FAST = BenchSettings(device=torch.device("cpu"), protocol=PROTOCOLS["mmseg"].with_overrides(images=2, warmup=0), measure=("latency", "params"))
 
 
 @pytest.fixture
